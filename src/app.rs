@@ -1,0 +1,75 @@
+//! Wiring: builds every component from a validated [`Config`], and [`run`]
+//! owns the background tasks (key refresher, limiter janitor) and the
+//! listener, stopping all of them on shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{KeyFetcher, KeyStore, Verifier};
+use crate::config::Config;
+use crate::forward_auth::ForwardAuth;
+use crate::limits::Limits;
+use crate::metrics::Metrics;
+use crate::workspace::ReadinessGate;
+
+/// Everything a request handler can reach.
+pub struct App {
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    pub keys: Arc<KeyStore>,
+    pub verifier: Arc<Verifier>,
+    pub limits: Arc<Limits>,
+    pub forward_auth: ForwardAuth,
+}
+
+impl App {
+    /// Builds the components; nothing runs until [`run`].
+    pub fn new(config: Config, fetcher: Arc<dyn KeyFetcher>, gate: Arc<dyn ReadinessGate>) -> Arc<App> {
+        let config = Arc::new(config);
+        let metrics = Arc::new(Metrics::new());
+        let keys = Arc::new(KeyStore::new(&config.oidc, fetcher, metrics.clone()));
+        let verifier = Arc::new(Verifier::new(&config.oidc, keys.clone(), metrics.clone()));
+        let limits = Arc::new(Limits::new(&config.limits));
+        let forward_auth = ForwardAuth::new(
+            &config.routing.domain,
+            verifier.clone(),
+            limits.clone(),
+            gate,
+            metrics.clone(),
+        );
+        Arc::new(App {
+            config,
+            metrics,
+            keys,
+            verifier,
+            limits,
+            forward_auth,
+        })
+    }
+}
+
+/// Serves on `listener` until `shutdown` completes, then drains requests
+/// and stops every background task.
+pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    let stop = CancellationToken::new();
+    let mut background = JoinSet::new();
+    background.spawn(app.keys.clone().run_refresher(stop.child_token()));
+    background.spawn(app.limits.clone().run_janitor(stop.child_token()));
+    let serving = crate::server::serve(listener, app.clone(), stop.clone());
+    tokio::pin!(serving);
+    let result = tokio::select! {
+        r = &mut serving => r,
+        () = shutdown => {
+            tracing::info!("shutting down");
+            stop.cancel();
+            serving.await
+        }
+    };
+    stop.cancel();
+    while background.join_next().await.is_some() {}
+    result
+}

@@ -1,0 +1,69 @@
+//! The verified caller: what a valid token says about who is asking, with
+//! the response headers precomputed so the hot path only clones them.
+
+use std::sync::Arc;
+
+use http::HeaderValue;
+use serde_json::{Map, Value};
+
+use super::AuthError;
+use crate::slug::slug_for;
+
+/// A verified user. Cached per token, shared by `Arc`.
+#[derive(Debug)]
+pub struct Identity {
+    /// The full `sub` claim: what ownership is compared against.
+    pub sub: Arc<str>,
+    pub email: Option<String>,
+    /// The user's own workspace slug, from `oidc.username_claim`.
+    pub slug: Arc<str>,
+    /// The token's `permissions` contain `oidc.admin_permission`.
+    pub admin: bool,
+    /// Token expiry, seconds since the epoch.
+    pub exp: u64,
+    /// `X-Roost-User`.
+    pub user_header: HeaderValue,
+    /// `X-Roost-Email` (empty when the token has no usable email).
+    pub email_header: HeaderValue,
+}
+
+impl Identity {
+    /// Builds an identity from verified claims.
+    pub fn from_claims(
+        claims: &Map<String, Value>,
+        username_claim: &str,
+        admin_permission: &str,
+    ) -> Result<Identity, AuthError> {
+        let sub = match claims.get("sub") {
+            Some(Value::String(s)) if !s.is_empty() => s.as_str(),
+            _ => return Err(AuthError::Claims("missing sub")),
+        };
+        let username = match claims.get(username_claim) {
+            Some(Value::String(s)) if !s.is_empty() => s.as_str(),
+            _ => return Err(AuthError::Claims("missing username claim")),
+        };
+        let exp = match claims.get("exp").and_then(Value::as_u64) {
+            Some(exp) => exp,
+            None => return Err(AuthError::Claims("missing exp")),
+        };
+        let email = claims.get("email").and_then(Value::as_str).map(str::to_string);
+        let admin = match claims.get("permissions") {
+            Some(Value::Array(perms)) => perms.iter().any(|p| p.as_str() == Some(admin_permission)),
+            _ => false,
+        };
+        let user_header = HeaderValue::from_str(sub).map_err(|_| AuthError::Claims("sub not a header value"))?;
+        let email_header = email
+            .as_deref()
+            .and_then(|e| HeaderValue::from_str(e).ok())
+            .unwrap_or_else(|| HeaderValue::from_static(""));
+        Ok(Identity {
+            sub: Arc::from(sub),
+            email,
+            slug: Arc::from(slug_for(username)),
+            admin,
+            exp,
+            user_header,
+            email_header,
+        })
+    }
+}

@@ -1,0 +1,149 @@
+//! Token verification. Algorithms come from config, never from the token;
+//! `jku`, `x5u` and `jwk` headers are ignored; tokens over
+//! [`MAX_TOKEN_BYTES`] are refused before parsing. Verified identities are
+//! cached (moka) under a SHA-256 of the token until its `exp`, so the hot
+//! path does no RSA work.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{decode, decode_header, Validation};
+use moka::sync::Cache;
+use moka::Expiry;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::jwks::{KeyStore, Lookup};
+use super::{AuthError, Identity};
+use crate::config::OidcConfig;
+use crate::metrics::Metrics;
+
+/// Tokens longer than this are refused without being parsed.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Upper bound on how long a verdict is cached, whatever the token's `exp`.
+const MAX_CACHE_TTL: Duration = Duration::from_secs(3600);
+const CACHE_CAPACITY: u64 = 100_000;
+
+type TokenHash = [u8; 32];
+
+#[derive(Clone)]
+struct Verdict {
+    identity: Arc<Identity>,
+    /// [`KeyStore::removals`] when verified.
+    removals: u64,
+}
+
+struct UntilExp;
+
+impl Expiry<TokenHash, Verdict> for UntilExp {
+    fn expire_after_create(&self, _key: &TokenHash, v: &Verdict, _created_at: Instant) -> Option<Duration> {
+        let left = v.identity.exp.saturating_sub(now_secs());
+        Some(Duration::from_secs(left).min(MAX_CACHE_TTL))
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Verifies bearer tokens (and, later, ID tokens from sign-in).
+pub struct Verifier {
+    keys: Arc<KeyStore>,
+    validation: Validation,
+    username_claim: String,
+    admin_permission: String,
+    cache: Cache<TokenHash, Verdict>,
+    metrics: Arc<Metrics>,
+}
+
+impl Verifier {
+    pub fn new(oidc: &OidcConfig, keys: Arc<KeyStore>, metrics: Arc<Metrics>) -> Self {
+        let mut validation = Validation::new(oidc.algorithms[0]);
+        validation.algorithms = oidc.algorithms.clone();
+        validation.leeway = oidc.leeway.as_secs();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_audience(&[&oidc.audience]);
+        validation.set_issuer(&[&oidc.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        Verifier {
+            keys,
+            validation,
+            username_claim: oidc.username_claim.clone(),
+            admin_permission: oidc.admin_permission.clone(),
+            cache: Cache::builder()
+                .max_capacity(CACHE_CAPACITY)
+                .expire_after(UntilExp)
+                .build(),
+            metrics,
+        }
+    }
+
+    pub fn keys(&self) -> &Arc<KeyStore> {
+        &self.keys
+    }
+
+    /// The identity for a token if a verdict for it is cached: no crypto,
+    /// no await.
+    pub fn cached(&self, token: &str) -> Option<Arc<Identity>> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return None;
+        }
+        let hash: TokenHash = Sha256::digest(token.as_bytes()).into();
+        let verdict = self.cache.get(&hash)?;
+        if verdict.removals != self.keys.removals() || verdict.identity.exp <= now_secs() {
+            self.cache.invalidate(&hash);
+            return None;
+        }
+        self.metrics.token_cache(true);
+        Some(verdict.identity)
+    }
+
+    /// The identity for a token, from the cache or by full verification
+    /// (whose verdict is then cached until the token's `exp`).
+    pub async fn verify(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::TooLarge);
+        }
+        if let Some(identity) = self.cached(token) {
+            return Ok(identity);
+        }
+        self.metrics.token_cache(false);
+        let removals = self.keys.removals();
+        let identity = Arc::new(self.verify_uncached(token).await?);
+        let hash: TokenHash = Sha256::digest(token.as_bytes()).into();
+        self.cache.insert(
+            hash,
+            Verdict {
+                identity: identity.clone(),
+                removals,
+            },
+        );
+        Ok(identity)
+    }
+
+    /// Full verification: the signature with a key from the JWKS, then the
+    /// claims. The token's header only selects a key by `kid`.
+    pub async fn verify_uncached(&self, token: &str) -> Result<Identity, AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::TooLarge);
+        }
+        let header = decode_header(token).map_err(AuthError::Malformed)?;
+        if !self.validation.algorithms.contains(&header.alg) {
+            return Err(AuthError::AlgorithmNotAllowed(header.alg));
+        }
+        let key = match self.keys.key_for(header.kid.as_deref()).await {
+            Lookup::Found(key) => key,
+            Lookup::Unknown => return Err(AuthError::UnknownKey(header.kid)),
+            Lookup::NotLoaded => return Err(AuthError::KeysUnavailable),
+        };
+        if key.alg.is_some_and(|alg| alg != header.alg) {
+            return Err(AuthError::AlgorithmNotAllowed(header.alg));
+        }
+        let data = decode::<Map<String, Value>>(token, &key.decoding, &self.validation).map_err(AuthError::from_jwt)?;
+        Identity::from_claims(&data.claims, &self.username_claim, &self.admin_permission)
+    }
+}

@@ -1,0 +1,228 @@
+//! Configuration: the TOML file and the `ROOST_*` secrets from the
+//! environment, turned into a validated [`Config`] before any port is bound.
+//! Every bad key is reported at once, by name and with its bad value
+//! ([`ConfigError::Invalid`]).
+
+mod checker;
+mod raw;
+mod values;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+
+pub use values::{parse_duration, parse_size, Rate};
+
+use checker::Checker;
+use raw::RawConfig;
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Syntax(#[source] toml::de::Error),
+    #[error("invalid configuration:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<KeyError>),
+}
+
+/// One bad key: its dotted name and what is wrong with its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError {
+    pub key: String,
+    pub problem: String,
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.problem)
+    }
+}
+
+/// A secret from the environment. Its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// The secrets roost reads from its environment, and only from there.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    /// `ROOST_OIDC_CLIENT_SECRET`: for the code exchange of browser sign-in.
+    pub oidc_client_secret: Option<Secret>,
+    /// `ROOST_COOKIE_KEY`: encrypts session cookies.
+    pub cookie_key: Option<Secret>,
+    /// `ROOST_REDIS_URL`: shared soft state across replicas.
+    pub redis_url: Option<Secret>,
+}
+
+impl Secrets {
+    /// Reads the `ROOST_*` secrets from the process environment.
+    pub fn from_env() -> Self {
+        let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty()).map(Secret);
+        Secrets {
+            oidc_client_secret: get("ROOST_OIDC_CLIENT_SECRET"),
+            cookie_key: get("ROOST_COOKIE_KEY"),
+            redis_url: get("ROOST_REDIS_URL"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub server: ServerConfig,
+    pub oidc: OidcConfig,
+    pub routing: RoutingConfig,
+    pub workspace: WorkspaceConfig,
+    pub limits: LimitsConfig,
+    pub secrets: Secrets,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// A client must send a request's whole head within this time (408 otherwise).
+    pub header_read_timeout: Duration,
+    /// Largest request head accepted (431 beyond).
+    pub max_header_bytes: usize,
+    /// How long in-flight requests may run on after SIGTERM.
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// Exactly as the provider's discovery document states it (Auth0's ends in `/`).
+    pub issuer: String,
+    pub audience: String,
+    pub client_id: Option<String>,
+    pub leeway: Duration,
+    pub username_claim: String,
+    pub admin_permission: String,
+    pub algorithms: Vec<Algorithm>,
+    /// How often keys are refreshed when all is well.
+    pub jwks_refresh: Duration,
+    /// At most one refetch per this interval on an unknown `kid`.
+    pub jwks_min_refetch: Duration,
+    /// Bound on each discovery / JWKS request.
+    pub http_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    /// Workspaces live at `<slug>.<domain>`; lower case, no trailing dot.
+    pub domain: String,
+    pub entrypoints: Vec<String>,
+    /// How Traefik reaches roost, e.g. `http://127.0.0.1:8080`.
+    pub roost_url: String,
+    pub scheme: Scheme,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressMode {
+    /// The workspace port is published on 127.0.0.1 with an ephemeral host port.
+    Published,
+    /// The container's IP on `workspace.network`.
+    Network,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkspaceConfig {
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub port: u16,
+    pub env: BTreeMap<String, String>,
+    pub volume_path: String,
+    pub cpus: f64,
+    pub memory: u64,
+    pub idle_timeout: Duration,
+    pub max_lifetime: Duration,
+    pub start_timeout: Duration,
+    pub address: AddressMode,
+    pub network: Option<String>,
+    pub max_running: u32,
+    pub max_concurrent_spawns: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    pub unauthenticated_per_ip: Rate,
+    pub authenticated_per_user: Rate,
+}
+
+/// Traefik gives up on a forwardAuth answer after 30 s; roost must answer first.
+pub const TRAEFIK_FORWARD_AUTH_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Config {
+    /// Reads and validates `path`, with secrets from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_toml(&text, Secrets::from_env())
+    }
+
+    /// Validates a config file's text; every bad key is reported at once.
+    pub fn from_toml(text: &str, secrets: Secrets) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(ConfigError::Syntax)?;
+        let mut unknown = Vec::new();
+        let raw: RawConfig =
+            serde_ignored::deserialize(de, |path| unknown.push(path.to_string())).map_err(ConfigError::Syntax)?;
+        let mut c = Checker::default();
+        for key in unknown {
+            c.error(&key, "unknown key");
+        }
+        let config = checker::validate(raw, secrets, &mut c);
+        match (config, c.into_errors()) {
+            (Some(config), errors) if errors.is_empty() => Ok(config),
+            (_, errors) => Err(ConfigError::Invalid(errors)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

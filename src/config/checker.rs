@@ -1,0 +1,409 @@
+//! Turns a [`RawConfig`] into a [`Config`], collecting every problem on the
+//! way with the dotted name of its key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+
+use super::raw::RawConfig;
+use super::values::{parse_duration, parse_size, Lenient, Rate};
+use super::*;
+
+#[derive(Default)]
+pub(super) struct Checker {
+    errors: Vec<KeyError>,
+}
+
+impl Checker {
+    pub(super) fn error(&mut self, key: &str, problem: impl Into<String>) {
+        self.errors.push(KeyError {
+            key: key.to_string(),
+            problem: problem.into(),
+        });
+    }
+
+    pub(super) fn into_errors(self) -> Vec<KeyError> {
+        self.errors
+    }
+
+    /// The value of `key`, or `default` when absent; `None` (and an error) when
+    /// it is present but of the wrong type, or absent without a default.
+    fn value<T>(&mut self, key: &str, v: Option<Lenient<T>>, default: Option<T>) -> Option<T> {
+        match v {
+            Some(Lenient(Ok(v))) => Some(v),
+            Some(Lenient(Err(e))) => {
+                self.error(key, e);
+                None
+            }
+            None if default.is_some() => default,
+            None => {
+                self.error(key, "missing (required)");
+                None
+            }
+        }
+    }
+
+    fn optional<T>(&mut self, key: &str, v: Option<Lenient<T>>) -> Option<T> {
+        match v {
+            Some(Lenient(Ok(v))) => Some(v),
+            Some(Lenient(Err(e))) => {
+                self.error(key, e);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// A string value parsed by `parse`, with an optional default written in
+    /// the same syntax as the file.
+    fn parsed<T>(
+        &mut self,
+        key: &str,
+        v: Option<Lenient<String>>,
+        default: Option<&str>,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let text = self.value(key, v, default.map(str::to_string))?;
+        match parse(&text) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.error(key, e);
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, key: &str, v: Option<Lenient<String>>, default: &str) -> Option<Duration> {
+        let d = self.parsed(key, v, Some(default), parse_duration)?;
+        if d.is_zero() {
+            self.error(key, "must be greater than zero");
+            return None;
+        }
+        Some(d)
+    }
+
+    fn non_empty(&mut self, key: &str, v: Option<Lenient<String>>, default: Option<&str>) -> Option<String> {
+        let s = self.value(key, v, default.map(str::to_string))?;
+        if s.trim().is_empty() {
+            self.error(key, "must not be empty");
+            return None;
+        }
+        Some(s)
+    }
+
+    fn count(&mut self, key: &str, v: Option<Lenient<i64>>, default: i64, max: i64) -> Option<u32> {
+        let n = self.value(key, v, Some(default))?;
+        if !(1..=max).contains(&n) {
+            self.error(key, format!("{n} is out of range (1 to {max})"));
+            return None;
+        }
+        u32::try_from(n).ok()
+    }
+}
+
+pub(super) fn validate(raw: RawConfig, secrets: Secrets, c: &mut Checker) -> Option<Config> {
+    let listen = c.parsed("listen", raw.listen, Some("127.0.0.1:8080"), |s| {
+        s.parse::<SocketAddr>()
+            .map_err(|_| format!("{s:?} is not an address like \"127.0.0.1:8080\""))
+    });
+    let server = server(raw.server, c);
+    let oidc = oidc(raw.oidc, c);
+    let routing = routing(raw.routing, c);
+    let workspace = workspace(raw.workspace, c);
+    let limits = limits(raw.limits, c);
+    if let Some(key) = &secrets.cookie_key {
+        if key.expose().len() < 32 {
+            c.error("ROOST_COOKIE_KEY", "too short (at least 32 characters)");
+        }
+    }
+    Some(Config {
+        listen: listen?,
+        server: server?,
+        oidc: oidc?,
+        routing: routing?,
+        workspace: workspace?,
+        limits: limits?,
+        secrets,
+    })
+}
+
+fn server(raw: super::raw::RawServer, c: &mut Checker) -> Option<ServerConfig> {
+    let header_read_timeout = c.duration("server.header_read_timeout", raw.header_read_timeout, "30s");
+    let max_header_bytes = c.parsed(
+        "server.max_header_bytes",
+        raw.max_header_bytes,
+        Some("32KiB"),
+        parse_size,
+    );
+    let max_header_bytes = max_header_bytes.and_then(|n| {
+        if (8192..=1024 * 1024).contains(&n) {
+            usize::try_from(n).ok()
+        } else {
+            c.error("server.max_header_bytes", format!("{n} is out of range (8KiB to 1MiB)"));
+            None
+        }
+    });
+    let shutdown_grace = c.duration("server.shutdown_grace", raw.shutdown_grace, "10s");
+    let log_format = c.parsed("server.log_format", raw.log_format, Some("text"), |s| match s {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("{s:?} is not \"text\" or \"json\"")),
+    });
+    Some(ServerConfig {
+        header_read_timeout: header_read_timeout?,
+        max_header_bytes: max_header_bytes?,
+        shutdown_grace: shutdown_grace?,
+        log_format: log_format?,
+    })
+}
+
+fn oidc(raw: super::raw::RawOidc, c: &mut Checker) -> Option<OidcConfig> {
+    let issuer = c.parsed("oidc.issuer", raw.issuer, None, |s| {
+        if s.starts_with("https://") || s.starts_with("http://") {
+            Ok(s.to_string())
+        } else {
+            Err(format!("{s:?} is not an http(s) URL"))
+        }
+    });
+    let audience = c.non_empty("oidc.audience", raw.audience, None);
+    let client_id = c.optional("oidc.client_id", raw.client_id);
+    let leeway = c.parsed("oidc.leeway", raw.leeway, Some("60s"), parse_duration);
+    let username_claim = c.non_empty("oidc.username_claim", raw.username_claim, Some("sub"));
+    let admin_permission = c.non_empty("oidc.admin_permission", raw.admin_permission, Some("roost:admin"));
+    let algorithms = c
+        .value("oidc.algorithms", raw.algorithms, Some(vec!["RS256".to_string()]))
+        .and_then(|names| {
+            let mut algs = Vec::new();
+            for name in &names {
+                match name.as_str() {
+                    "RS256" => algs.push(Algorithm::RS256),
+                    "RS384" => algs.push(Algorithm::RS384),
+                    "RS512" => algs.push(Algorithm::RS512),
+                    "PS256" => algs.push(Algorithm::PS256),
+                    "PS384" => algs.push(Algorithm::PS384),
+                    "PS512" => algs.push(Algorithm::PS512),
+                    "ES256" => algs.push(Algorithm::ES256),
+                    "ES384" => algs.push(Algorithm::ES384),
+                    "EdDSA" => algs.push(Algorithm::EdDSA),
+                    other => {
+                        c.error(
+                            "oidc.algorithms",
+                            format!("{other:?} is not an allowed asymmetric algorithm (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA)"),
+                        );
+                        return None;
+                    }
+                }
+            }
+            if algs.is_empty() {
+                c.error("oidc.algorithms", "must list at least one algorithm");
+                return None;
+            }
+            Some(algs)
+        });
+    let jwks_refresh = c.duration("oidc.jwks_refresh", raw.jwks_refresh, "1h");
+    let jwks_min_refetch = c.duration("oidc.jwks_min_refetch", raw.jwks_min_refetch, "30s");
+    let http_timeout = c.duration("oidc.http_timeout", raw.http_timeout, "5s");
+    Some(OidcConfig {
+        issuer: issuer?,
+        audience: audience?,
+        client_id,
+        leeway: leeway?,
+        username_claim: username_claim?,
+        admin_permission: admin_permission?,
+        algorithms: algorithms?,
+        jwks_refresh: jwks_refresh?,
+        jwks_min_refetch: jwks_min_refetch?,
+        http_timeout: http_timeout?,
+    })
+}
+
+fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+fn routing(raw: super::raw::RawRouting, c: &mut Checker) -> Option<RoutingConfig> {
+    let domain = c.parsed("routing.domain", raw.domain, None, |s| {
+        let d = s.trim_end_matches('.').to_ascii_lowercase();
+        if is_dns_name(&d) {
+            Ok(d)
+        } else {
+            Err(format!("{s:?} is not a DNS name like \"ws.example.com\""))
+        }
+    });
+    let entrypoints = c
+        .value("routing.entrypoints", raw.entrypoints, Some(vec!["web".to_string()]))
+        .and_then(|eps| {
+            if eps.is_empty() || eps.iter().any(|e| e.trim().is_empty()) {
+                c.error(
+                    "routing.entrypoints",
+                    "must list at least one non-empty entrypoint name",
+                );
+                None
+            } else {
+                Some(eps)
+            }
+        });
+    let roost_url = c.parsed("routing.roost_url", raw.roost_url, None, |s| {
+        match s.parse::<http::Uri>() {
+            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
+                Ok(s.trim_end_matches('/').to_string())
+            }
+            _ => Err(format!("{s:?} is not an http(s) URL like \"http://roost:8080\"")),
+        }
+    });
+    let scheme = c.parsed("routing.scheme", raw.scheme, Some("https"), |s| match s {
+        "http" => Ok(Scheme::Http),
+        "https" => Ok(Scheme::Https),
+        _ => Err(format!("{s:?} is not \"http\" or \"https\"")),
+    });
+    Some(RoutingConfig {
+        domain: domain?,
+        entrypoints: entrypoints?,
+        roost_url: roost_url?,
+        scheme: scheme?,
+    })
+}
+
+fn workspace(raw: super::raw::RawWorkspace, c: &mut Checker) -> Option<WorkspaceConfig> {
+    let image = c.non_empty("workspace.image", raw.image, None);
+    let command = c.optional("workspace.command", raw.command);
+    if command.as_ref().is_some_and(|cmd| cmd.is_empty()) {
+        c.error(
+            "workspace.command",
+            "must not be an empty list (leave it out to use the image's)",
+        );
+    }
+    let port = c
+        .value("workspace.port", raw.port, Some(8080))
+        .and_then(|p| match u16::try_from(p) {
+            Ok(p) if p > 0 => Some(p),
+            _ => {
+                c.error("workspace.port", format!("{p} is not a port (1 to 65535)"));
+                None
+            }
+        });
+    let env =
+        c.value("workspace.env", raw.env, Some(BTreeMap::new()))
+            .and_then(|env| {
+                let bad: Vec<_> = env
+                    .keys()
+                    .filter(|k| {
+                        k.is_empty()
+                            || k.starts_with(|ch: char| ch.is_ascii_digit())
+                            || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                            || k.starts_with("ROOST_")
+                    })
+                    .cloned()
+                    .collect();
+                if bad.is_empty() {
+                    Some(env)
+                } else {
+                    c.error(
+                "workspace.env",
+                format!("{bad:?}: names must be [A-Za-z_][A-Za-z0-9_]* and not start with ROOST_ (roost sets those)"),
+            );
+                    None
+                }
+            });
+    let volume_path = c.parsed("workspace.volume_path", raw.volume_path, Some("/data"), |s| {
+        if s.starts_with('/') && s != "/" && !s.contains(':') {
+            Ok(s.to_string())
+        } else {
+            Err(format!("{s:?} is not an absolute path below / inside the container"))
+        }
+    });
+    let cpus = c.value("workspace.cpus", raw.cpus, Some(1.0)).and_then(|n| {
+        if n.is_finite() && (0.01..=512.0).contains(&n) {
+            Some(n)
+        } else {
+            c.error("workspace.cpus", format!("{n} is out of range (0.01 to 512)"));
+            None
+        }
+    });
+    let memory = c
+        .parsed("workspace.memory", raw.memory, Some("1GiB"), parse_size)
+        .and_then(|m| {
+            if m >= 6 * 1024 * 1024 {
+                Some(m)
+            } else {
+                c.error(
+                    "workspace.memory",
+                    format!("{m} bytes is below the engine's minimum of 6MiB"),
+                );
+                None
+            }
+        });
+    let idle_timeout = c.duration("workspace.idle_timeout", raw.idle_timeout, "30m");
+    let max_lifetime = c.duration("workspace.max_lifetime", raw.max_lifetime, "24h");
+    let start_timeout = c.duration("workspace.start_timeout", raw.start_timeout, "60s");
+    if let (Some(idle), Some(life)) = (idle_timeout, max_lifetime) {
+        if life < idle {
+            c.error(
+                "workspace.max_lifetime",
+                format!(
+                    "{} is shorter than workspace.idle_timeout ({})",
+                    humantime::format_duration(life),
+                    humantime::format_duration(idle)
+                ),
+            );
+        }
+    }
+    let address = c.parsed("workspace.address", raw.address, Some("published"), |s| match s {
+        "published" => Ok(AddressMode::Published),
+        "network" => Ok(AddressMode::Network),
+        _ => Err(format!("{s:?} is not \"published\" or \"network\"")),
+    });
+    let network = c.optional("workspace.network", raw.network);
+    if address == Some(AddressMode::Network) && network.as_deref().is_none_or(|n| n.trim().is_empty()) {
+        c.error("workspace.network", "required when workspace.address = \"network\"");
+    }
+    let max_running = c.count("workspace.max_running", raw.max_running, 100, 100_000);
+    let max_concurrent_spawns = c.count("workspace.max_concurrent_spawns", raw.max_concurrent_spawns, 4, 1000);
+    Some(WorkspaceConfig {
+        image: image?,
+        command,
+        port: port?,
+        env: env?,
+        volume_path: volume_path?,
+        cpus: cpus?,
+        memory: memory?,
+        idle_timeout: idle_timeout?,
+        max_lifetime: max_lifetime?,
+        start_timeout: start_timeout?,
+        address: address?,
+        network,
+        max_running: max_running?,
+        max_concurrent_spawns: max_concurrent_spawns?,
+    })
+}
+
+fn limits(raw: super::raw::RawLimits, c: &mut Checker) -> Option<LimitsConfig> {
+    let unauthenticated_per_ip = c.parsed(
+        "limits.unauthenticated_per_ip",
+        raw.unauthenticated_per_ip,
+        Some("30/min"),
+        Rate::parse,
+    );
+    let authenticated_per_user = c.parsed(
+        "limits.authenticated_per_user",
+        raw.authenticated_per_user,
+        Some("2000/s"),
+        Rate::parse,
+    );
+    Some(LimitsConfig {
+        unauthenticated_per_ip: unauthenticated_per_ip?,
+        authenticated_per_user: authenticated_per_user?,
+    })
+}

@@ -1,0 +1,82 @@
+//! The config file exactly as written: every leaf is [`Lenient`] so that a
+//! wrongly typed value becomes a named error instead of aborting the parse.
+//! Unknown keys are collected by `serde_ignored` (see `Config::from_toml`),
+//! which reports all of them, where `deny_unknown_fields` would stop at the
+//! first.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::values::Lenient;
+
+type L<T> = Option<Lenient<T>>;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawConfig {
+    pub listen: L<String>,
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub oidc: RawOidc,
+    #[serde(default)]
+    pub routing: RawRouting,
+    #[serde(default)]
+    pub workspace: RawWorkspace,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawServer {
+    pub header_read_timeout: L<String>,
+    pub max_header_bytes: L<String>,
+    pub shutdown_grace: L<String>,
+    pub log_format: L<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawOidc {
+    pub issuer: L<String>,
+    pub audience: L<String>,
+    pub client_id: L<String>,
+    pub leeway: L<String>,
+    pub username_claim: L<String>,
+    pub admin_permission: L<String>,
+    pub algorithms: L<Vec<String>>,
+    pub jwks_refresh: L<String>,
+    pub jwks_min_refetch: L<String>,
+    pub http_timeout: L<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRouting {
+    pub domain: L<String>,
+    pub entrypoints: L<Vec<String>>,
+    pub roost_url: L<String>,
+    pub scheme: L<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawWorkspace {
+    pub image: L<String>,
+    pub command: L<Vec<String>>,
+    pub port: L<i64>,
+    pub env: L<BTreeMap<String, String>>,
+    pub volume_path: L<String>,
+    pub cpus: L<f64>,
+    pub memory: L<String>,
+    pub idle_timeout: L<String>,
+    pub max_lifetime: L<String>,
+    pub start_timeout: L<String>,
+    pub address: L<String>,
+    pub network: L<String>,
+    pub max_running: L<i64>,
+    pub max_concurrent_spawns: L<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawLimits {
+    pub unauthenticated_per_ip: L<String>,
+    pub authenticated_per_user: L<String>,
+}

@@ -1,0 +1,116 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[oidc]
+issuer = "https://tenant.auth0.com/"
+audience = "https://roost.example.com"
+[routing]
+domain = "ws.example.com"
+roost_url = "http://roost:8080"
+[workspace]
+image = "roost-echo:latest"
+"#;
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = Config::from_toml(MINIMAL, Secrets::default()).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.oidc.username_claim, "sub");
+    assert_eq!(c.oidc.admin_permission, "roost:admin");
+    assert_eq!(c.oidc.algorithms, vec![Algorithm::RS256]);
+    assert_eq!(c.oidc.issuer, "https://tenant.auth0.com/");
+    assert_eq!(c.routing.scheme, Scheme::Https);
+    assert_eq!(c.routing.entrypoints, vec!["web"]);
+    assert_eq!(c.workspace.address, AddressMode::Published);
+    assert_eq!(c.workspace.memory, 1024 * 1024 * 1024);
+    assert_eq!(c.limits.unauthenticated_per_ip.count.get(), 30);
+}
+
+#[test]
+fn every_bad_key_is_reported_at_once() {
+    let text = r#"
+listen = "nowhere"
+colour = "blue"
+[oidc]
+issuer = "tenant.auth0.com"
+audiense = "x"
+algorithms = ["HS256"]
+leeway = "a while"
+[routing]
+domain = "Not A Domain!"
+roost_url = "http://roost:8080"
+scheme = "gopher"
+[workspace]
+image = "roost-echo"
+port = "eighty"
+cpus = 0
+memory = "1KiB"
+idle_timeout = "2h"
+max_lifetime = "1h"
+address = "network"
+max_running = 0
+[limits]
+unauthenticated_per_ip = "lots"
+"#;
+    let Err(ConfigError::Invalid(errors)) = Config::from_toml(text, Secrets::default()) else {
+        panic!("expected an invalid config");
+    };
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    for key in [
+        "listen",
+        "colour",
+        "oidc.issuer",
+        "oidc.audiense",
+        "oidc.audience",
+        "oidc.algorithms",
+        "oidc.leeway",
+        "routing.domain",
+        "routing.scheme",
+        "workspace.port",
+        "workspace.cpus",
+        "workspace.memory",
+        "workspace.max_lifetime",
+        "workspace.network",
+        "workspace.max_running",
+        "limits.unauthenticated_per_ip",
+    ] {
+        assert!(keys.contains(&key), "{key} not reported in {errors:#?}");
+    }
+    let report = ConfigError::Invalid(errors).to_string();
+    assert!(report.contains("\"eighty\""), "bad value shown: {report}");
+    assert!(report.contains("\"lots\""), "bad value shown: {report}");
+}
+
+#[test]
+fn secrets_are_never_shown() {
+    let secrets = Secrets {
+        oidc_client_secret: Some(Secret::new("hunter2-client-secret")),
+        cookie_key: Some(Secret::new("0123456789abcdef0123456789abcdef-cookie")),
+        redis_url: None,
+    };
+    let c = Config::from_toml(MINIMAL, secrets).unwrap();
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("hunter2"));
+    assert!(!shown.contains("-cookie"));
+}
+
+#[test]
+fn short_cookie_key_is_refused_by_name() {
+    let secrets = Secrets {
+        cookie_key: Some(Secret::new("short")),
+        ..Secrets::default()
+    };
+    let Err(ConfigError::Invalid(errors)) = Config::from_toml(MINIMAL, secrets) else {
+        panic!("expected an invalid config");
+    };
+    assert_eq!(errors[0].key, "ROOST_COOKIE_KEY");
+    assert!(!errors[0].problem.contains("short\""), "value not echoed");
+}
+
+#[test]
+fn syntax_errors_are_reported() {
+    assert!(matches!(
+        Config::from_toml("listen = ", Secrets::default()),
+        Err(ConfigError::Syntax(_))
+    ));
+}

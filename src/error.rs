@@ -1,0 +1,105 @@
+//! Errors turned into responses, in one place. Handlers return
+//! [`HttpError`]; [`HttpError::into_response`] picks the status, the short
+//! public message and the headers (`WWW-Authenticate`, `Retry-After`), and
+//! logs the details once.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+
+use crate::auth::AuthError;
+use crate::limits::RetryAfter;
+use crate::workspace::RuntimeError;
+
+/// The body type of every response roost writes itself.
+pub type Body = Full<Bytes>;
+
+/// Every way a request to roost can be refused.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(#[from] AuthError),
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    #[error("rate limited ({0})")]
+    RateLimited(&'static str, RetryAfter),
+    #[error("workspace unavailable: {0}")]
+    Runtime(#[from] RuntimeError),
+    #[error("not found")]
+    NotFound,
+    #[error("not ready: {0}")]
+    NotReady(&'static str),
+}
+
+impl HttpError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HttpError::Unauthenticated(AuthError::KeysUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
+            HttpError::RateLimited(..) => StatusCode::TOO_MANY_REQUESTS,
+            HttpError::Runtime(_) | HttpError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::NotFound => StatusCode::NOT_FOUND,
+        }
+    }
+
+    fn public_message(&self) -> &'static str {
+        match self {
+            HttpError::Unauthenticated(e) => e.public_reason(),
+            HttpError::Forbidden(reason) => reason,
+            HttpError::RateLimited(..) => "too many requests",
+            HttpError::Runtime(RuntimeError::AtCapacity { .. }) => "no capacity for your workspace right now",
+            HttpError::Runtime(RuntimeError::NotReady { .. }) => "your workspace is starting",
+            HttpError::NotFound => "not found",
+            HttpError::NotReady(reason) => reason,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            HttpError::Unauthenticated(AuthError::KeysUnavailable) => Some(Duration::from_secs(5)),
+            HttpError::RateLimited(_, RetryAfter(d)) => Some(*d),
+            HttpError::Runtime(RuntimeError::AtCapacity { retry_after } | RuntimeError::NotReady { retry_after }) => {
+                Some(*retry_after)
+            }
+            HttpError::NotReady(_) => Some(Duration::from_secs(5)),
+            _ => None,
+        }
+    }
+
+    /// The response for this error; the details are logged here, once.
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE => tracing::warn!(status = status.as_u16(), error = %self, "refused"),
+            _ => tracing::debug!(status = status.as_u16(), error = %self, "refused"),
+        }
+        let mut resp = text_response(status, self.public_message());
+        let headers = resp.headers_mut();
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer realm="roost", error="invalid_token""#),
+            );
+        }
+        if let Some(wait) = self.retry_after() {
+            // Whole seconds, rounded up, at least one.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            headers.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        resp
+    }
+}
+
+/// A short `text/plain` answer that no cache keeps.
+pub fn text_response(status: StatusCode, message: &'static str) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(message.as_bytes())));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}

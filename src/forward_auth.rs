@@ -1,0 +1,249 @@
+//! The `/auth` decision Traefik's forwardAuth asks for on every request:
+//! which workspace the forwarded host names, who the caller is, whether
+//! they may pass, and whether the workspace is ready. A valid cached token
+//! for a ready workspace is decided from memory.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::header::{AUTHORIZATION, COOKIE};
+use http::{HeaderMap, HeaderName, HeaderValue, Response};
+
+use crate::auth::{AuthError, Identity, Verifier};
+use crate::error::{Body, HttpError};
+use crate::limits::Limits;
+use crate::metrics::{Limit, Metrics};
+use crate::slug;
+use crate::workspace::ReadinessGate;
+
+pub const X_ROOST_USER: HeaderName = HeaderName::from_static("x-roost-user");
+pub const X_ROOST_WORKSPACE: HeaderName = HeaderName::from_static("x-roost-workspace");
+pub const X_ROOST_EMAIL: HeaderName = HeaderName::from_static("x-roost-email");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// Cookies whose names start with this belong to roost and never reach a
+/// workspace.
+pub const ROOST_COOKIE_PREFIX: &str = "roost_";
+
+/// What `/auth` reads from a forwarded request.
+#[derive(Debug)]
+pub struct AuthRequest<'a> {
+    /// `X-Forwarded-Host`, lowered, without port.
+    pub host: Option<String>,
+    /// The last hop Traefik appended to `X-Forwarded-For`, else the peer.
+    pub client_ip: IpAddr,
+    pub credential: Credential<'a>,
+    /// The request's `Cookie` header, to be passed on without roost's own.
+    pub cookie: Option<&'a HeaderValue>,
+}
+
+/// The caller's credential, as presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential<'a> {
+    None,
+    Bearer(&'a str),
+    /// An `Authorization` header that is not a bearer token.
+    Unsupported,
+}
+
+impl<'a> AuthRequest<'a> {
+    pub fn from_headers(headers: &'a HeaderMap, peer: IpAddr) -> Self {
+        let host = headers
+            .get(X_FORWARDED_HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(|h| strip_port(h.trim()).to_ascii_lowercase());
+        let client_ip = headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|ip| ip.trim().parse().ok())
+            .unwrap_or(peer);
+        let credential = match headers.get(AUTHORIZATION).map(HeaderValue::as_bytes) {
+            None => Credential::None,
+            Some(v) if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") => match std::str::from_utf8(&v[7..]) {
+                Ok(token) if !token.trim().is_empty() => Credential::Bearer(token.trim()),
+                Ok(_) => Credential::None,
+                Err(_) => Credential::Unsupported,
+            },
+            Some(v) if v.trim_ascii().eq_ignore_ascii_case(b"bearer") || v.trim_ascii().is_empty() => Credential::None,
+            Some(_) => Credential::Unsupported,
+        };
+        AuthRequest {
+            host,
+            client_ip,
+            credential,
+            cookie: headers.get(COOKIE),
+        }
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host; // IPv6 literals are never workspace hosts anyway
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+/// An authorized request: who, and for which workspace.
+#[derive(Debug, Clone)]
+pub struct Allowed {
+    pub identity: Arc<Identity>,
+    pub workspace: String,
+}
+
+/// The `/auth` decision and what it needs.
+pub struct ForwardAuth {
+    /// `.` + `routing.domain`.
+    dot_domain: String,
+    verifier: Arc<Verifier>,
+    limits: Arc<Limits>,
+    gate: Arc<dyn ReadinessGate>,
+    metrics: Arc<Metrics>,
+}
+
+impl ForwardAuth {
+    pub fn new(
+        domain: &str,
+        verifier: Arc<Verifier>,
+        limits: Arc<Limits>,
+        gate: Arc<dyn ReadinessGate>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        ForwardAuth {
+            dot_domain: format!(".{domain}"),
+            verifier,
+            limits,
+            gate,
+            metrics,
+        }
+    }
+
+    /// The workspace slug a host names, if it is `<slug>.<domain>`.
+    pub fn workspace_of<'h>(&self, host: &'h str) -> Option<&'h str> {
+        let slug = host.strip_suffix(self.dot_domain.as_str())?;
+        slug::is_label(slug).then_some(slug)
+    }
+
+    /// Decides one forwarded request.
+    pub async fn decide(&self, req: &AuthRequest<'_>) -> Result<Allowed, HttpError> {
+        let workspace = req
+            .host
+            .as_deref()
+            .and_then(|h| self.workspace_of(h))
+            .ok_or(HttpError::Forbidden("not a workspace host"))?;
+        let identity = self.authenticate(req).await?;
+        if !(identity.admin || *identity.slug == *workspace) {
+            return Err(HttpError::Forbidden("not your workspace"));
+        }
+        if let Err(wait) = self.limits.authenticated(&identity.sub) {
+            self.metrics.rate_limited(Limit::AuthenticatedPerUser);
+            return Err(HttpError::RateLimited("per user", wait));
+        }
+        if !self.gate.is_ready(workspace) {
+            self.gate.ensure_ready(&identity, workspace).await?;
+        }
+        Ok(Allowed {
+            identity,
+            workspace: workspace.to_string(),
+        })
+    }
+
+    /// Who is asking. Only requests that cost verification work (no valid
+    /// cached token) count against the per-address limit.
+    async fn authenticate(&self, req: &AuthRequest<'_>) -> Result<Arc<Identity>, HttpError> {
+        let token = match req.credential {
+            Credential::Bearer(token) => {
+                if let Some(identity) = self.verifier.cached(token) {
+                    return Ok(identity);
+                }
+                Some(token)
+            }
+            Credential::None | Credential::Unsupported => None,
+        };
+        if let Err(wait) = self.limits.unauthenticated(req.client_ip) {
+            self.metrics.rate_limited(Limit::UnauthenticatedPerIp);
+            return Err(HttpError::RateLimited("per address", wait));
+        }
+        let token = token.ok_or(AuthError::Missing)?;
+        Ok(self.verifier.verify(token).await?)
+    }
+}
+
+/// `GET /auth`: 200 with the identity headers, or the refusal.
+pub async fn handle(fa: &ForwardAuth, req: &AuthRequest<'_>) -> Result<Response<Body>, HttpError> {
+    let allowed = fa.decide(req).await?;
+    let mut resp = Response::new(Body::default());
+    let headers = resp.headers_mut();
+    headers.insert(X_ROOST_USER, allowed.identity.user_header.clone());
+    // A slug is a DNS label, always a valid header value.
+    if let Ok(ws) = HeaderValue::from_str(&allowed.workspace) {
+        headers.insert(X_ROOST_WORKSPACE, ws);
+    }
+    headers.insert(X_ROOST_EMAIL, allowed.identity.email_header.clone());
+    if let Some(cookie) = workspace_cookie(req.cookie) {
+        headers.insert(COOKIE, cookie);
+    }
+    Ok(resp)
+}
+
+/// The `Cookie` header a workspace may see: the request's, minus roost's
+/// own cookies. `None` when nothing is left (Traefik then removes it).
+pub fn workspace_cookie(cookie: Option<&HeaderValue>) -> Option<HeaderValue> {
+    let cookie = cookie?;
+    let text = cookie.to_str().ok()?;
+    if !text.contains(ROOST_COOKIE_PREFIX) {
+        return Some(cookie.clone());
+    }
+    let kept: Vec<&str> = text
+        .split(';')
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && !c.starts_with(ROOST_COOKIE_PREFIX))
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&kept.join("; ")).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_and_client_address_are_read_from_forwarded_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-host",
+            HeaderValue::from_static("Alice.WS.example.com:8443"),
+        );
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1, 203.0.113.9"));
+        h.insert("authorization", HeaderValue::from_static("Bearer abc.def.ghi"));
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        let r = AuthRequest::from_headers(&h, peer);
+        assert_eq!(r.host.as_deref(), Some("alice.ws.example.com"));
+        assert_eq!(r.client_ip, "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert_eq!(r.credential, Credential::Bearer("abc.def.ghi"));
+
+        h.insert("authorization", HeaderValue::from_static("Basic dXNlcjpwYXNz"));
+        h.remove("x-forwarded-for");
+        let r = AuthRequest::from_headers(&h, peer);
+        assert_eq!(r.credential, Credential::Unsupported);
+        assert_eq!(r.client_ip, peer);
+        h.insert("authorization", HeaderValue::from_static("Bearer "));
+        assert_eq!(AuthRequest::from_headers(&h, peer).credential, Credential::None);
+    }
+
+    #[test]
+    fn roost_cookies_never_reach_the_workspace() {
+        let c = HeaderValue::from_static("theme=dark; roost_session=secret; _xsrf=1");
+        assert_eq!(workspace_cookie(Some(&c)).unwrap(), "theme=dark; _xsrf=1");
+        let only = HeaderValue::from_static("roost_session=secret");
+        assert!(workspace_cookie(Some(&only)).is_none());
+        let other = HeaderValue::from_static("a=1");
+        assert_eq!(workspace_cookie(Some(&other)).unwrap(), "a=1");
+        assert!(workspace_cookie(None).is_none());
+    }
+}

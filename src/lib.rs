@@ -1,0 +1,35 @@
+//! roost: per-user workspace containers behind a stock Traefik.
+//!
+//! Traefik's forwardAuth asks roost on every request whether it may pass;
+//! Traefik's HTTP provider polls roost for routes. See `DESIGN.md`.
+//!
+//! Map of the crate:
+//!
+//! - [`config`]: the TOML file and `ROOST_*` secrets → a validated [`Config`];
+//!   every bad key reported at once.
+//! - [`app`]: builds the components from the config; [`app::run`] owns the
+//!   listener and background tasks and drains on shutdown.
+//! - [`server`]: the hyper listener, connection limits (408/431), routing of
+//!   roost's own paths.
+//! - [`forward_auth`]: the `/auth` decision: host → workspace, caller,
+//!   ownership, limits, readiness.
+//! - [`auth`]: signing keys ([`auth::jwks`]), token verification with the
+//!   claims cache, the verified [`auth::Identity`].
+//! - [`slug`]: claim value → workspace name.
+//! - [`limits`]: governor rate limits per address and per user.
+//! - [`workspace`]: the readiness gate the container runtime plugs into.
+//! - [`error`]: every refusal turned into its response, in one place.
+//! - [`metrics`]: Prometheus metrics served at `/metrics`.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod forward_auth;
+pub mod limits;
+pub mod metrics;
+pub mod server;
+pub mod slug;
+pub mod workspace;
+
+pub use config::Config;
