@@ -4,30 +4,49 @@
 
 use std::time::Duration;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
-pub enum Endpoint {
-    Auth,
-    Healthz,
-    Readyz,
-    Metrics,
-    Other,
+/// A label enum whose values are written in snake case.
+macro_rules! label_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+        $vis enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl EncodeLabelValue for $name {
+            fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+                encoder.write_str(self.as_str())
+            }
+        }
+    };
 }
 
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
-pub enum Outcome {
-    Ok,
-    Unauthenticated,
-    Forbidden,
-    NotFound,
-    RateLimited,
-    Unavailable,
-    Error,
+label_enum! {
+    pub enum Endpoint { Auth => "auth", Healthz => "healthz", Readyz => "readyz", Metrics => "metrics", Other => "other" }
+}
+
+label_enum! {
+    pub enum Outcome {
+        Ok => "ok",
+        Unauthenticated => "unauthenticated",
+        Forbidden => "forbidden",
+        NotFound => "not_found",
+        RateLimited => "rate_limited",
+        Unavailable => "unavailable",
+        Error => "error",
+    }
 }
 
 impl Outcome {
@@ -44,16 +63,12 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
-pub enum RefreshOutcome {
-    Ok,
-    Error,
+label_enum! {
+    pub enum RefreshOutcome { Ok => "ok", Error => "error" }
 }
 
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
-pub enum Limit {
-    UnauthenticatedPerIp,
-    AuthenticatedPerUser,
+label_enum! {
+    pub enum Limit { UnauthenticatedPerIp => "unauthenticated_per_ip", AuthenticatedPerUser => "authenticated_per_user" }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -72,10 +87,8 @@ struct CacheLabels {
     result: CacheResult,
 }
 
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
-enum CacheResult {
-    Hit,
-    Miss,
+label_enum! {
+    enum CacheResult { Hit => "hit", Miss => "miss" }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

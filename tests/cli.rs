@@ -1,0 +1,160 @@
+//! The `roost` binary: `check-config` and `serve` as an operator runs them.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::issuer::TestIssuer;
+use support::roost::config_text;
+
+fn roost_bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_roost"))
+}
+
+fn write_config(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+    f
+}
+
+const BAD: &str = r#"
+listen = "localhost"
+[oidc]
+issuer = "ftp://tenant.auth0.com/"
+audience = ""
+algorithms = ["none"]
+[routing]
+domain = "ws.example.com"
+roost_url = "roost:8080"
+[workspace]
+image = "roost-echo"
+memmory = "1GiB"
+idle_timeout = "soon"
+address = "bridge"
+[limits]
+authenticated_per_user = "many/s"
+"#;
+
+#[test]
+fn check_config_names_every_bad_key_and_exits_64() {
+    let f = write_config(BAD);
+    let out = roost_bin()
+        .arg("check-config")
+        .arg("--config")
+        .arg(f.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "listen",
+        "oidc.issuer",
+        "oidc.audience",
+        "oidc.algorithms",
+        "routing.roost_url",
+        "workspace.memmory",
+        "workspace.idle_timeout",
+        "workspace.address",
+        "limits.authenticated_per_user",
+    ] {
+        assert!(stderr.contains(&format!("{key}:")), "{key} missing from:\n{stderr}");
+    }
+    assert!(stderr.contains("\"soon\""), "bad value shown:\n{stderr}");
+}
+
+#[test]
+fn check_config_accepts_a_good_file() {
+    let f = write_config(&config_text("https://tenant.auth0.com/", "", ""));
+    let out = roost_bin()
+        .arg("check-config")
+        .arg("--config")
+        .arg(f.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn serve_with_a_bad_config_exits_64_before_binding() {
+    // The listen address is a port we hold: binding it would fail differently.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let text = BAD.replace(
+        "listen = \"localhost\"",
+        &format!("listen = \"{}\"", held.local_addr().unwrap()),
+    );
+    let f = write_config(&text);
+    let out = roost_bin().arg("serve").arg("--config").arg(f.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("cannot listen"));
+}
+
+#[test]
+fn secrets_from_the_environment_are_never_printed() {
+    let f = write_config(&BAD.replace("[limits]", "[limits]\nunauthenticated_per_ip = \"x\""));
+    let out = roost_bin()
+        .arg("check-config")
+        .arg("--config")
+        .arg(f.path())
+        .env("ROOST_OIDC_CLIENT_SECRET", "s3cr3t-client-value")
+        .env("ROOST_COOKIE_KEY", "tiny")
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("ROOST_COOKIE_KEY:"), "{all}");
+    assert!(!all.contains("s3cr3t") && !all.contains("tiny\""), "{all}");
+}
+
+#[tokio::test]
+async fn serve_answers_then_drains_on_sigterm() {
+    use tokio::io::AsyncBufReadExt;
+    let issuer = TestIssuer::start(&["k1"]).await;
+    let text = config_text(&issuer.url, "", "").replace("[oidc]", "[server]\nlog_format = \"json\"\n[oidc]");
+    let f = write_config(&text);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_roost"))
+        .arg("serve")
+        .arg("--config")
+        .arg(f.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // roost binds port 0 and logs the address it got, as JSON.
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+            if v["fields"]["message"] == "roost listening" {
+                return v["fields"]["address"].as_str().unwrap().to_string();
+            }
+        }
+        panic!("roost exited before listening");
+    })
+    .await
+    .unwrap();
+    let client = support::http::TestClient::default();
+    let url = format!("http://{addr}/readyz");
+    support::eventually(Duration::from_secs(20), "roost serve /readyz", || {
+        let client = client.clone();
+        let url = url.clone();
+        async move { (client.get(&url, &[]).await.status == 200).then_some(()) }
+    })
+    .await;
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").arg("-TERM").arg(&pid).status().unwrap().success());
+    let mut rest = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        rest.push(line);
+    }
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(rest.iter().any(|l| l.contains("shutting down")), "{rest:?}");
+}

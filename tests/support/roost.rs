@@ -1,0 +1,145 @@
+//! roost in-process on an ephemeral loopback port.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use roost::app::App;
+use roost::auth::HttpFetcher;
+use roost::config::{Config, Secrets};
+use roost::workspace::{AlwaysReady, ReadinessGate};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::eventually;
+use super::http::TestClient;
+
+pub const DOMAIN: &str = "ws.roost.test";
+pub const AUDIENCE: &str = "https://roost.test/api";
+
+/// A config for `issuer`, with `extra` TOML appended to the matching sections.
+pub fn config_text(issuer: &str, oidc_extra: &str, top_extra: &str) -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+{top_extra}
+[oidc]
+issuer = "{issuer}"
+audience = "{AUDIENCE}"
+{oidc_extra}
+[routing]
+domain = "{DOMAIN}"
+roost_url = "http://127.0.0.1:1"
+scheme = "http"
+[workspace]
+image = "roost-echo:test"
+"#
+    )
+}
+
+pub struct TestRoost {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    pub client: TestClient,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestRoost {
+    /// Starts roost with `config` (TOML text) and waits until `/healthz` answers.
+    pub async fn start(config: &str) -> TestRoost {
+        Self::start_with(config, Arc::new(AlwaysReady)).await
+    }
+
+    pub async fn start_with(config: &str, gate: Arc<dyn ReadinessGate>) -> TestRoost {
+        let config = Config::from_toml(config, Secrets::default()).expect("valid test config");
+        let fetcher = Arc::new(HttpFetcher::new(config.oidc.http_timeout));
+        let app = App::new(config, fetcher, gate);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(roost::app::run(app.clone(), listener, async {
+            let _ = rx.await;
+        }));
+        TestRoost {
+            addr,
+            app,
+            client: TestClient::default(),
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Starts roost and waits until its keys are loaded (`/readyz` is 200).
+    pub async fn start_ready(config: &str) -> TestRoost {
+        let roost = Self::start(config).await;
+        roost.wait_ready().await;
+        roost
+    }
+
+    pub async fn wait_ready(&self) {
+        let client = self.client.clone();
+        let url = self.url("/readyz");
+        eventually(Duration::from_secs(10), "roost /readyz", || {
+            let client = client.clone();
+            let url = url.clone();
+            async move { (client.get(&url, &[]).await.status == 200).then_some(()) }
+        })
+        .await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `GET /auth` as Traefik sends it for `https://<host>/`.
+    pub async fn auth(&self, host: &str, token: Option<&str>) -> super::http::Reply {
+        self.auth_from(host, token, "198.51.100.1").await
+    }
+
+    pub async fn auth_from(&self, host: &str, token: Option<&str>, client_ip: &str) -> super::http::Reply {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![
+            ("x-forwarded-host", host),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "/"),
+            ("x-forwarded-for", client_ip),
+        ];
+        if let Some(b) = &bearer {
+            headers.push(("authorization", b.as_str()));
+        }
+        self.client.get(&self.url("/auth"), &headers).await
+    }
+
+    /// Asks roost to stop and waits until it has drained.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+
+    /// Requests shutdown without waiting.
+    pub fn begin_stop(&mut self) -> JoinHandle<std::io::Result<()>> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.take().expect("running")
+    }
+}
+
+impl Drop for TestRoost {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn workspace_host(slug: &str) -> String {
+    format!("{slug}.{DOMAIN}")
+}
