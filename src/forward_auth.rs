@@ -3,6 +3,7 @@
 //! they may pass, and whether the workspace is ready. A valid cached token
 //! for a ready workspace is decided from memory.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -30,7 +31,7 @@ pub const ROOST_COOKIE_PREFIX: &str = "roost_";
 #[derive(Debug)]
 pub struct AuthRequest<'a> {
     /// `X-Forwarded-Host`, lowered, without port.
-    pub host: Option<String>,
+    pub host: Option<Cow<'a, str>>,
     /// The last hop Traefik appended to `X-Forwarded-For`, else the peer.
     pub client_ip: IpAddr,
     pub credential: Credential<'a>,
@@ -52,7 +53,7 @@ impl<'a> AuthRequest<'a> {
         let host = headers
             .get(X_FORWARDED_HOST)
             .and_then(|v| v.to_str().ok())
-            .map(|h| strip_port(h.trim()).to_ascii_lowercase());
+            .map(|h| lowercase(strip_port(h.trim())));
         let client_ip = headers
             .get_all(X_FORWARDED_FOR)
             .iter()
@@ -80,6 +81,15 @@ impl<'a> AuthRequest<'a> {
     }
 }
 
+/// `s` in lower case, borrowed when it already is.
+fn lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host; // IPv6 literals are never workspace hosts anyway
@@ -89,9 +99,9 @@ fn strip_port(host: &str) -> &str {
 
 /// An authorized request: who, and for which workspace.
 #[derive(Debug, Clone)]
-pub struct Allowed {
+pub struct Allowed<'r> {
     pub identity: Arc<Identity>,
-    pub workspace: String,
+    pub workspace: &'r str,
 }
 
 /// The `/auth` decision and what it needs.
@@ -128,7 +138,7 @@ impl ForwardAuth {
     }
 
     /// Decides one forwarded request.
-    pub async fn decide(&self, req: &AuthRequest<'_>) -> Result<Allowed, HttpError> {
+    pub async fn decide<'r>(&self, req: &'r AuthRequest<'_>) -> Result<Allowed<'r>, HttpError> {
         let workspace = req
             .host
             .as_deref()
@@ -145,10 +155,7 @@ impl ForwardAuth {
         if !self.gate.is_ready(workspace) {
             self.gate.ensure_ready(&identity, workspace).await?;
         }
-        Ok(Allowed {
-            identity,
-            workspace: workspace.to_string(),
-        })
+        Ok(Allowed { identity, workspace })
     }
 
     /// Who is asking. Only requests that cost verification work (no valid
@@ -179,7 +186,7 @@ pub async fn handle(fa: &ForwardAuth, req: &AuthRequest<'_>) -> Result<Response<
     let headers = resp.headers_mut();
     headers.insert(X_ROOST_USER, allowed.identity.user_header.clone());
     // A slug is a DNS label, always a valid header value.
-    if let Ok(ws) = HeaderValue::from_str(&allowed.workspace) {
+    if let Ok(ws) = HeaderValue::from_str(allowed.workspace) {
         headers.insert(X_ROOST_WORKSPACE, ws);
     }
     headers.insert(X_ROOST_EMAIL, allowed.identity.email_header.clone());

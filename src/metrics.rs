@@ -20,6 +20,9 @@ macro_rules! label_enum {
         $vis enum $name { $($variant),+ }
 
         impl $name {
+            #[allow(dead_code)]
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
@@ -98,11 +101,18 @@ struct LimitLabels {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// The series of one endpoint and outcome, resolved once at startup so
+/// counting a request takes no lock and no label hashing.
+struct RequestSeries {
+    count: Counter,
+    latency: Histogram,
+}
+
 /// Every metric roost exports, registered once.
 pub struct Metrics {
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    latency: HistogramFamily<RequestLabels>,
+    /// Indexed by `endpoint * Outcome::ALL.len() + outcome`.
+    request_series: Vec<RequestSeries>,
     jwks_refreshes: Family<RefreshLabels, Counter>,
     token_cache: Family<CacheLabels, Counter>,
     rate_limited: Family<LimitLabels, Counter>,
@@ -144,10 +154,19 @@ impl Metrics {
             token_cache.clone(),
         );
         registry.register("rate_limited", "Requests refused by a rate limit", rate_limited.clone());
+        let mut request_series = Vec::new();
+        for &endpoint in Endpoint::ALL {
+            for &outcome in Outcome::ALL {
+                let labels = RequestLabels { endpoint, outcome };
+                request_series.push(RequestSeries {
+                    count: requests.get_or_create(&labels).clone(),
+                    latency: latency.get_or_create(&labels).clone(),
+                });
+            }
+        }
         Metrics {
             registry,
-            requests,
-            latency,
+            request_series,
             jwks_refreshes,
             token_cache,
             rate_limited,
@@ -155,12 +174,9 @@ impl Metrics {
     }
 
     pub fn request(&self, endpoint: Endpoint, status: http::StatusCode, elapsed: Duration) {
-        let labels = RequestLabels {
-            endpoint,
-            outcome: Outcome::of(status),
-        };
-        self.requests.get_or_create(&labels).inc();
-        self.latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        let series = &self.request_series[endpoint as usize * Outcome::ALL.len() + Outcome::of(status) as usize];
+        series.count.inc();
+        series.latency.observe(elapsed.as_secs_f64());
     }
 
     pub fn jwks_refresh(&self, outcome: RefreshOutcome) {

@@ -1,17 +1,24 @@
 //! Token verification. Algorithms come from config, never from the token;
 //! `jku`, `x5u` and `jwk` headers are ignored; tokens over
 //! [`MAX_TOKEN_BYTES`] are refused before parsing. Verified identities are
-//! cached (moka) under a SHA-256 of the token until its `exp`, so the hot
-//! path does no RSA work.
+//! cached (moka) until the token's `exp`, so the hot path does no RSA work.
+//!
+//! The cache key is a fast hash of the token with a per-process random seed
+//! (foldhash); the verdict keeps the token and a hit counts only when it is
+//! byte-for-byte the one presented. A collision can therefore cost a miss,
+//! never let an unverified token pass, and the lookup costs tens of
+//! nanoseconds instead of a cryptographic hash.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{decode, decode_header, Validation};
+use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
 use moka::sync::Cache;
 use moka::Expiry;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::jwks::{KeyStore, Lookup};
 use super::{AuthError, Identity};
@@ -24,10 +31,11 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 const MAX_CACHE_TTL: Duration = Duration::from_secs(3600);
 const CACHE_CAPACITY: u64 = 100_000;
 
-type TokenHash = [u8; 32];
+type TokenHash = u64;
 
-#[derive(Clone)]
 struct Verdict {
+    /// The token this verdict is for, compared on every hit.
+    token: Box<str>,
     identity: Arc<Identity>,
     /// [`KeyStore::removals`] when verified.
     removals: u64,
@@ -35,8 +43,8 @@ struct Verdict {
 
 struct UntilExp;
 
-impl Expiry<TokenHash, Verdict> for UntilExp {
-    fn expire_after_create(&self, _key: &TokenHash, v: &Verdict, _created_at: Instant) -> Option<Duration> {
+impl Expiry<TokenHash, Arc<Verdict>> for UntilExp {
+    fn expire_after_create(&self, _key: &TokenHash, v: &Arc<Verdict>, _created_at: Instant) -> Option<Duration> {
         let left = v.identity.exp.saturating_sub(now_secs());
         Some(Duration::from_secs(left).min(MAX_CACHE_TTL))
     }
@@ -52,7 +60,8 @@ pub struct Verifier {
     validation: Validation,
     username_claim: String,
     admin_permission: String,
-    cache: Cache<TokenHash, Verdict>,
+    cache: Cache<TokenHash, Arc<Verdict>>,
+    hasher: RandomState,
     metrics: Arc<Metrics>,
 }
 
@@ -75,6 +84,7 @@ impl Verifier {
                 .max_capacity(CACHE_CAPACITY)
                 .expire_after(UntilExp)
                 .build(),
+            hasher: RandomState::default(),
             metrics,
         }
     }
@@ -89,14 +99,17 @@ impl Verifier {
         if token.len() > MAX_TOKEN_BYTES {
             return None;
         }
-        let hash: TokenHash = Sha256::digest(token.as_bytes()).into();
+        let hash = self.hasher.hash_one(token);
         let verdict = self.cache.get(&hash)?;
+        if *verdict.token != *token {
+            return None; // another token with the same hash: a miss, never a pass
+        }
         if verdict.removals != self.keys.removals() || verdict.identity.exp <= now_secs() {
             self.cache.invalidate(&hash);
             return None;
         }
         self.metrics.token_cache(true);
-        Some(verdict.identity)
+        Some(verdict.identity.clone())
     }
 
     /// The identity for a token, from the cache or by full verification
@@ -114,14 +127,12 @@ impl Verifier {
         self.metrics.token_cache(false);
         let removals = self.keys.removals();
         let identity = Arc::new(self.verify_uncached(token).await?);
-        let hash: TokenHash = Sha256::digest(token.as_bytes()).into();
-        self.cache.insert(
-            hash,
-            Verdict {
-                identity: identity.clone(),
-                removals,
-            },
-        );
+        let verdict = Verdict {
+            token: token.into(),
+            identity: identity.clone(),
+            removals,
+        };
+        self.cache.insert(self.hasher.hash_one(token), Arc::new(verdict));
         Ok(identity)
     }
 

@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod issuer;
+pub mod oidc_mock;
 pub mod roost;
 pub mod tokens;
 

@@ -1,0 +1,32 @@
+//! The benchmark floor: a bare hyper HTTP/1 server that answers every
+//! request 200 with an empty body: an HTTP round trip and nothing else.
+//! Same runtime and connection settings as roost. Prints its address.
+//!
+//! `cargo run --release --example floor [ADDR]` (default 127.0.0.1:0)
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::Response;
+use hyper_util::rt::{TokioIo, TokioTimer};
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:0".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!("listening on {}", listener.local_addr()?);
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).keep_alive(true);
+    loop {
+        let (tcp, _) = listener.accept().await?;
+        let _ = tcp.set_nodelay(true);
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(|_req| async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::new()))) });
+            let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
+        });
+    }
+}
