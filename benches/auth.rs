@@ -57,7 +57,12 @@ fn token(sub: &str) -> String {
         "iat": now, "exp": now + 86_400, "scope": "openid profile email",
         "permissions": ["read:workspace"], "email": format!("{sub}@example.com"),
     });
-    encode(&header, &claims, &EncodingKey::from_rsa_pem(&fixture("k1.pem")).unwrap()).unwrap()
+    encode(
+        &header,
+        &claims,
+        &EncodingKey::from_rsa_pem(&fixture("k1.pem")).unwrap(),
+    )
+    .unwrap()
 }
 
 fn app(rt: &tokio::runtime::Runtime) -> Arc<App> {
@@ -86,7 +91,10 @@ authenticated_per_user = "100000000/s"
 }
 
 fn verify(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let app = app(&rt);
     let tok = token("alice");
     let mut g = c.benchmark_group("verify");
@@ -99,7 +107,10 @@ fn verify(c: &mut Criterion) {
 }
 
 fn decision(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let app = app(&rt);
     let tok = token("alice");
     rt.block_on(app.verifier.verify(&tok)).unwrap();
@@ -109,14 +120,20 @@ fn decision(c: &mut Criterion) {
     headers.insert("x-forwarded-method", HeaderValue::from_static("GET"));
     headers.insert("x-forwarded-uri", HeaderValue::from_static("/lab/tree"));
     headers.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
-    headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {tok}")).unwrap());
+    headers.insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {tok}")).unwrap(),
+    );
     let peer: IpAddr = "127.0.0.1".parse().unwrap();
     let mut g = c.benchmark_group("auth");
-    g.bench_function("parse_request", |b| b.iter(|| AuthRequest::from_headers(black_box(&headers), peer).client_ip));
+    g.bench_function("parse_request", |b| {
+        b.iter(|| AuthRequest::from_headers(black_box(&headers), peer).client_ip)
+    });
     g.bench_function("decision_cached_token", |b| {
         b.iter(|| {
             let req = AuthRequest::from_headers(black_box(&headers), peer);
-            rt.block_on(roost::forward_auth::handle(&app.forward_auth, &req)).unwrap()
+            rt.block_on(roost::forward_auth::handle(&app.forward_auth, &req))
+                .unwrap()
         })
     });
     g.finish();

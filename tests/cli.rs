@@ -162,6 +162,11 @@ async fn serve_answers_then_drains_on_sigterm() {
 #[test]
 fn the_example_config_is_valid() {
     let path = support::project_dir().join("roost.example.toml");
-    let out = roost_bin().arg("check-config").arg("--config").arg(&path).output().unwrap();
+    let out = roost_bin()
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

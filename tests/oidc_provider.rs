@@ -9,7 +9,9 @@ use support::roost::{config_text, workspace_host, TestRoost};
 
 #[tokio::test]
 async fn id_tokens_from_a_real_provider_pass_for_their_owner_only() {
-    let Some(provider) = OidcMock::start().await else { return };
+    let Some(provider) = OidcMock::start().await else {
+        return;
+    };
     provider.set_user("alice", &json!({"email": "alice@example.org"})).await;
     let cfg = config_text(&provider.issuer, "", "").replace("https://roost.test/api", "roost-test");
     let roost = TestRoost::start_ready(&cfg).await;
