@@ -19,7 +19,6 @@ use roost::app::App;
 use roost::auth::{FetchError, KeyFetcher};
 use roost::config::{Config, Secrets};
 use roost::forward_auth::AuthRequest;
-use roost::workspace::AlwaysReady;
 use serde_json::json;
 
 const ISSUER: &str = "https://tenant.example.auth0.com/";
@@ -85,7 +84,7 @@ authenticated_per_user = "100000000/s"
     let fetcher = Arc::new(StaticFetcher {
         jwks: Bytes::from(json!({ "keys": [jwk] }).to_string()),
     });
-    let app = App::new(config, fetcher, Arc::new(AlwaysReady));
+    let app = App::new(config, fetcher, None);
     rt.block_on(app.keys.refresh()).unwrap();
     app
 }

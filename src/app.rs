@@ -1,6 +1,7 @@
 //! Wiring: builds every component from a validated [`Config`], and [`run`]
-//! owns the background tasks (key refresher, limiter janitor) and the
-//! listener, stopping all of them on shutdown.
+//! owns the background tasks (key refresher, limiter janitor, engine event
+//! follower, reaper) and the
+//! listener, stopping all of them on shutdown (never the workspaces).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,7 +15,9 @@ use crate::config::Config;
 use crate::forward_auth::ForwardAuth;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::workspace::ReadinessGate;
+use crate::workspace::registry::Registry;
+use crate::workspace::runtime::Runtime;
+use crate::workspace::{events, reaper, AlwaysReady, ReadinessGate};
 
 /// Everything a request handler can reach.
 pub struct App {
@@ -24,16 +27,25 @@ pub struct App {
     pub verifier: Arc<Verifier>,
     pub limits: Arc<Limits>,
     pub forward_auth: ForwardAuth,
+    /// The workspaces, when a container runtime is configured.
+    pub workspaces: Option<Arc<Registry>>,
 }
 
 impl App {
-    /// Builds the components; nothing runs until [`run`].
-    pub fn new(config: Config, fetcher: Arc<dyn KeyFetcher>, gate: Arc<dyn ReadinessGate>) -> Arc<App> {
+    /// Builds the components; nothing runs until [`run`]. Without a
+    /// `runtime`, every workspace counts as ready (roost as a pure
+    /// authenticator, used by tests of the auth layer and benchmarks).
+    pub fn new(config: Config, fetcher: Arc<dyn KeyFetcher>, runtime: Option<Arc<dyn Runtime>>) -> Arc<App> {
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::new());
         let keys = Arc::new(KeyStore::new(&config.oidc, fetcher, metrics.clone()));
         let verifier = Arc::new(Verifier::new(&config.oidc, keys.clone(), metrics.clone()));
         let limits = Arc::new(Limits::new(&config.limits));
+        let workspaces = runtime.map(|rt| Registry::new(rt, config.workspace.clone(), metrics.clone()));
+        let gate: Arc<dyn ReadinessGate> = match &workspaces {
+            Some(registry) => Arc::new(registry.clone()),
+            None => Arc::new(AlwaysReady),
+        };
         let forward_auth = ForwardAuth::new(
             &config.routing.domain,
             verifier.clone(),
@@ -48,6 +60,7 @@ impl App {
             verifier,
             limits,
             forward_auth,
+            workspaces,
         })
     }
 }
@@ -59,6 +72,10 @@ pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Out
     let mut background = JoinSet::new();
     background.spawn(app.keys.clone().run_refresher(stop.child_token()));
     background.spawn(app.limits.clone().run_janitor(stop.child_token()));
+    if let Some(registry) = &app.workspaces {
+        background.spawn(events::follow(registry.clone(), stop.child_token()));
+        background.spawn(reaper::run(registry.clone(), stop.child_token()));
+    }
     let serving = crate::server::serve(listener, app.clone(), stop.clone());
     tokio::pin!(serving);
     let result = tokio::select! {
@@ -71,5 +88,8 @@ pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Out
     };
     stop.cancel();
     while background.join_next().await.is_some() {}
+    if let Some(registry) = &app.workspaces {
+        registry.shutdown().await;
+    }
     result
 }

@@ -185,6 +185,13 @@ pub struct WorkspaceConfig {
     pub network: Option<String>,
     pub max_running: u32,
     pub max_concurrent_spawns: u32,
+    /// Extra labels on every container and volume roost creates.
+    pub labels: BTreeMap<String, String>,
+    /// How long `/auth` waits for a starting workspace before 503 +
+    /// `Retry-After`; below Traefik's fixed 30 s forwardAuth timeout.
+    pub auth_wait: Duration,
+    /// Grace given to a workspace's processes when it is stopped.
+    pub stop_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

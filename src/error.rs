@@ -41,6 +41,8 @@ impl HttpError {
             HttpError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
             HttpError::RateLimited(..) => StatusCode::TOO_MANY_REQUESTS,
+            HttpError::Runtime(RuntimeError::NotOwner) => StatusCode::FORBIDDEN,
+            HttpError::Runtime(RuntimeError::NoSuchWorkspace) => StatusCode::NOT_FOUND,
             HttpError::Runtime(_) | HttpError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::NotFound => StatusCode::NOT_FOUND,
         }
@@ -51,8 +53,12 @@ impl HttpError {
             HttpError::Unauthenticated(e) => e.public_reason(),
             HttpError::Forbidden(reason) => reason,
             HttpError::RateLimited(..) => "too many requests",
-            HttpError::Runtime(RuntimeError::AtCapacity { .. }) => "no capacity for your workspace right now",
+            HttpError::Runtime(RuntimeError::AtCapacity(..)) => "no capacity for your workspace right now",
             HttpError::Runtime(RuntimeError::NotReady { .. }) => "your workspace is starting",
+            HttpError::Runtime(RuntimeError::NotOwner) => "not your workspace",
+            HttpError::Runtime(RuntimeError::NoSuchWorkspace) => "no such workspace",
+            HttpError::Runtime(RuntimeError::ShuttingDown) => "roost is restarting",
+            HttpError::Runtime(_) => "your workspace could not start",
             HttpError::NotFound => "not found",
             HttpError::NotReady(reason) => reason,
         }
@@ -62,9 +68,11 @@ impl HttpError {
         match self {
             HttpError::Unauthenticated(AuthError::KeysUnavailable) => Some(Duration::from_secs(5)),
             HttpError::RateLimited(_, RetryAfter(d)) => Some(*d),
-            HttpError::Runtime(RuntimeError::AtCapacity { retry_after } | RuntimeError::NotReady { retry_after }) => {
+            HttpError::Runtime(RuntimeError::AtCapacity(_, retry_after) | RuntimeError::NotReady { retry_after }) => {
                 Some(*retry_after)
             }
+            HttpError::Runtime(RuntimeError::NotOwner | RuntimeError::NoSuchWorkspace) => None,
+            HttpError::Runtime(_) => Some(Duration::from_secs(5)),
             HttpError::NotReady(_) => Some(Duration::from_secs(5)),
             _ => None,
         }

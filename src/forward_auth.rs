@@ -15,7 +15,7 @@ use crate::error::{Body, HttpError};
 use crate::limits::Limits;
 use crate::metrics::{Limit, Metrics};
 use crate::slug;
-use crate::workspace::ReadinessGate;
+use crate::workspace::{Gate, ReadinessGate};
 
 pub const X_ROOST_USER: HeaderName = HeaderName::from_static("x-roost-user");
 pub const X_ROOST_WORKSPACE: HeaderName = HeaderName::from_static("x-roost-workspace");
@@ -152,8 +152,10 @@ impl ForwardAuth {
             self.metrics.rate_limited(Limit::AuthenticatedPerUser);
             return Err(HttpError::RateLimited("per user", wait));
         }
-        if !self.gate.is_ready(workspace) {
-            self.gate.ensure_ready(&identity, workspace).await?;
+        match self.gate.check(&identity, workspace) {
+            Gate::Ready => {}
+            Gate::Forbidden => return Err(HttpError::Forbidden("not your workspace")),
+            Gate::Pending => self.gate.ensure_ready(&identity, workspace).await?,
         }
         Ok(Allowed { identity, workspace })
     }

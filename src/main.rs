@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use roost::auth::HttpFetcher;
 use roost::config::{Config, LogFormat};
-use roost::workspace::AlwaysReady;
+use roost::workspace::docker::DockerRuntime;
 
 /// Exit code for an invalid configuration (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
@@ -76,7 +76,8 @@ fn init_tracing(format: LogFormat) {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let fetcher = Arc::new(HttpFetcher::new(config.oidc.http_timeout));
-    let app = roost::app::App::new(config, fetcher, Arc::new(AlwaysReady));
+    let runtime = Arc::new(DockerRuntime::from_env());
+    let app = roost::app::App::new(config, fetcher, Some(runtime));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

@@ -1,5 +1,6 @@
 //! Prometheus metrics: request counts and latency by endpoint and outcome,
-//! JWKS refreshes, the token cache's hits and misses, rate-limit refusals.
+//! JWKS refreshes, the token cache's hits and misses, rate-limit refusals,
+//! and the workspace lifecycle (ready durations, running, culls, failures).
 //! Served as text at `/metrics`.
 
 use std::time::Duration;
@@ -9,6 +10,7 @@ use std::fmt::Write as _;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -95,6 +97,16 @@ label_enum! {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LimitLabels {
     limit: Limit,
 }
@@ -116,6 +128,16 @@ pub struct Metrics {
     jwks_refreshes: Family<RefreshLabels, Counter>,
     token_cache: Family<CacheLabels, Counter>,
     rate_limited: Family<LimitLabels, Counter>,
+    spawn_duration: HistogramFamily<ActionLabels>,
+    running: Gauge,
+    culls: Family<ReasonLabels, Counter>,
+    spawn_failures: Family<ReasonLabels, Counter>,
+    admission_refusals: Family<ReasonLabels, Counter>,
+}
+
+fn spawn_histogram() -> Histogram {
+    // 50 ms … ~100 s.
+    Histogram::new(exponential_buckets(0.05, 2.0, 12))
 }
 
 fn latency_histogram() -> Histogram {
@@ -154,6 +176,32 @@ impl Metrics {
             token_cache.clone(),
         );
         registry.register("rate_limited", "Requests refused by a rate limit", rate_limited.clone());
+        let spawn_duration: HistogramFamily<ActionLabels> = Family::new_with_constructor(spawn_histogram);
+        let running = Gauge::default();
+        let culls = Family::<ReasonLabels, Counter>::default();
+        let spawn_failures = Family::<ReasonLabels, Counter>::default();
+        let admission_refusals = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "workspace_ready_duration_seconds",
+            "Time from the first request to a ready workspace, by what it took (created, started, recreated, ready)",
+            spawn_duration.clone(),
+        );
+        registry.register("workspaces_running", "Workspaces running and ready", running.clone());
+        registry.register(
+            "workspace_culls",
+            "Workspaces stopped or removed by roost, by reason",
+            culls.clone(),
+        );
+        registry.register(
+            "workspace_failures",
+            "Workspace starts that failed, by reason",
+            spawn_failures.clone(),
+        );
+        registry.register(
+            "workspace_admission_refusals",
+            "Starts refused for capacity, by limit",
+            admission_refusals.clone(),
+        );
         let mut request_series = Vec::new();
         for &endpoint in Endpoint::ALL {
             for &outcome in Outcome::ALL {
@@ -170,6 +218,11 @@ impl Metrics {
             jwks_refreshes,
             token_cache,
             rate_limited,
+            spawn_duration,
+            running,
+            culls,
+            spawn_failures,
+            admission_refusals,
         }
     }
 
@@ -190,6 +243,28 @@ impl Metrics {
 
     pub fn rate_limited(&self, limit: Limit) {
         self.rate_limited.get_or_create(&LimitLabels { limit }).inc();
+    }
+
+    pub fn workspace_ready(&self, action: &'static str, elapsed: Duration) {
+        self.spawn_duration
+            .get_or_create(&ActionLabels { action })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn set_running(&self, n: usize) {
+        self.running.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn workspace_culled(&self, reason: &'static str) {
+        self.culls.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn workspace_failed(&self, reason: &'static str) {
+        self.spawn_failures.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn admission_refused(&self, reason: &'static str) {
+        self.admission_refusals.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -1,38 +1,56 @@
-//! Workspaces as `/auth` sees them: the [`ReadinessGate`] that says whether
-//! a user's workspace is ready, and starts it when not. The container
-//! runtime plugs in here; until then [`AlwaysReady`] answers yes.
+//! Workspaces: one container per user, created or woken on first use and
+//! stopped when idle.
+//!
+//! - [`spec`]: names, labels, environment and config hash of a container.
+//! - [`runtime`]: the [`runtime::Runtime`] trait the engine sits behind.
+//! - [`docker`]: the Docker Engine implementation (bollard).
+//! - [`registry`]: soft state, single-flight ensure, admission, retirement.
+//! - [`events`]: following the engine's event stream, with reconciliation.
+//! - [`reaper`]: idle culling and maximum lifetime.
+//!
+//! `/auth` sees workspaces through the [`ReadinessGate`] defined here.
 
-use std::time::Duration;
+pub mod docker;
+pub mod events;
+pub mod reaper;
+pub mod registry;
+pub mod runtime;
+pub mod spec;
 
 use futures_util::future::BoxFuture;
 
+pub use runtime::RuntimeError;
+
 use crate::auth::Identity;
 
-/// Why a workspace could not be made ready.
-#[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
-    #[error("workspace not ready within the wait bound")]
-    NotReady { retry_after: Duration },
-    #[error("too many workspaces starting or running")]
-    AtCapacity { retry_after: Duration },
+/// The hot-path answer about a workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Ready, and the caller may use it.
+    Ready,
+    /// Ready, but it belongs to someone else (by its owner label).
+    Forbidden,
+    /// Not known to be ready: take the slow path.
+    Pending,
 }
 
 /// Decides "2xx only when the workspace is ready".
 pub trait ReadinessGate: Send + Sync + 'static {
-    /// The hot path: answered from memory.
-    fn is_ready(&self, workspace: &str) -> bool;
+    /// The hot path, answered from memory; records activity when ready.
+    fn check(&self, caller: &Identity, workspace: &str) -> Gate;
 
     /// The slow path: start or wake `workspace` for `caller` and wait,
     /// bounded below Traefik's forwardAuth timeout.
     fn ensure_ready<'a>(&'a self, caller: &'a Identity, workspace: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>>;
 }
 
-/// The gate before a container runtime exists: every workspace is ready.
+/// A gate for roost without a container runtime (tests of the auth layer,
+/// benchmarks): every workspace is ready.
 pub struct AlwaysReady;
 
 impl ReadinessGate for AlwaysReady {
-    fn is_ready(&self, _workspace: &str) -> bool {
-        true
+    fn check(&self, _caller: &Identity, _workspace: &str) -> Gate {
+        Gate::Ready
     }
 
     fn ensure_ready<'a>(

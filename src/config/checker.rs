@@ -371,7 +371,37 @@ fn workspace(raw: super::raw::RawWorkspace, c: &mut Checker) -> Option<Workspace
     }
     let max_running = c.count("workspace.max_running", raw.max_running, 100, 100_000);
     let max_concurrent_spawns = c.count("workspace.max_concurrent_spawns", raw.max_concurrent_spawns, 4, 1000);
+    let labels = c
+        .value("workspace.labels", raw.labels, Some(BTreeMap::new()))
+        .and_then(|labels| {
+            let bad: Vec<_> = labels
+                .keys()
+                .filter(|k| k.is_empty() || k.starts_with("roost."))
+                .cloned()
+                .collect();
+            if bad.is_empty() {
+                Some(labels)
+            } else {
+                c.error(
+                    "workspace.labels",
+                    format!("{bad:?}: label names must not be empty or start with \"roost.\" (roost sets those)"),
+                );
+                None
+            }
+        });
+    let auth_wait = c.duration("workspace.auth_wait", raw.auth_wait, "25s").and_then(|d| {
+        if d < TRAEFIK_FORWARD_AUTH_TIMEOUT {
+            Some(d)
+        } else {
+            c.error("workspace.auth_wait", "must be below Traefik's 30s forwardAuth timeout");
+            None
+        }
+    });
+    let stop_timeout = c.duration("workspace.stop_timeout", raw.stop_timeout, "10s");
     Some(WorkspaceConfig {
+        labels: labels?,
+        auth_wait: auth_wait?,
+        stop_timeout: stop_timeout?,
         image: image?,
         command,
         port: port?,

@@ -73,6 +73,9 @@ pub struct RawWorkspace {
     pub network: L<String>,
     pub max_running: L<i64>,
     pub max_concurrent_spawns: L<i64>,
+    pub labels: L<BTreeMap<String, String>>,
+    pub auth_wait: L<String>,
+    pub stop_timeout: L<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use roost::app::App;
 use roost::auth::HttpFetcher;
 use roost::config::{Config, Secrets};
-use roost::workspace::{AlwaysReady, ReadinessGate};
+use roost::workspace::runtime::Runtime;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -49,13 +49,13 @@ pub struct TestRoost {
 impl TestRoost {
     /// Starts roost with `config` (TOML text) and waits until `/healthz` answers.
     pub async fn start(config: &str) -> TestRoost {
-        Self::start_with(config, Arc::new(AlwaysReady)).await
+        Self::start_with(config, None).await
     }
 
-    pub async fn start_with(config: &str, gate: Arc<dyn ReadinessGate>) -> TestRoost {
+    pub async fn start_with(config: &str, runtime: Option<Arc<dyn Runtime>>) -> TestRoost {
         let config = Config::from_toml(config, Secrets::default()).expect("valid test config");
         let fetcher = Arc::new(HttpFetcher::new(config.oidc.http_timeout));
-        let app = App::new(config, fetcher, gate);
+        let app = App::new(config, fetcher, runtime);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();

@@ -1,0 +1,140 @@
+//! The container runtime as the rest of roost sees it: a small trait
+//! (ensure, stop, remove, inspect, list, logs, stats, events) so a
+//! Kubernetes runtime can come later without touching callers. The Docker
+//! Engine implementation is [`super::docker::DockerRuntime`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+
+use super::spec::WorkspaceSpec;
+
+/// Why a runtime operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("container engine unreachable or failing: {0}")]
+    Engine(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("image {0:?} is not present on the engine")]
+    ImageMissing(String),
+    #[error("workspace exited during start with code {code}; last log lines: {logs:?}")]
+    Exited { code: i64, logs: Vec<String> },
+    #[error("workspace not ready within {0:?}")]
+    StartTimeout(Duration),
+    #[error("workspace not ready yet")]
+    NotReady { retry_after: Duration },
+    #[error("too many workspaces {0}")]
+    AtCapacity(&'static str, Duration),
+    #[error("no such workspace")]
+    NoSuchWorkspace,
+    #[error("the workspace belongs to someone else")]
+    NotOwner,
+    #[error("workspace failed to start ({0})")]
+    StartFailed(&'static str),
+    #[error("roost is shutting down")]
+    ShuttingDown,
+}
+
+impl RuntimeError {
+    /// A stable label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RuntimeError::Engine(_) => "engine",
+            RuntimeError::ImageMissing(_) => "image_missing",
+            RuntimeError::Exited { .. } => "exited",
+            RuntimeError::StartTimeout(_) => "start_timeout",
+            RuntimeError::NotReady { .. } => "not_ready",
+            RuntimeError::AtCapacity(..) => "capacity",
+            RuntimeError::NoSuchWorkspace => "no_such_workspace",
+            RuntimeError::NotOwner => "not_owner",
+            RuntimeError::StartFailed(reason) => reason,
+            RuntimeError::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+/// A container's lifecycle state, as the engine reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerState {
+    Created,
+    Running,
+    /// Exited, dead, paused, restarting, removing: not serving.
+    Stopped,
+}
+
+/// One of roost's containers, as found on the engine.
+#[derive(Debug, Clone)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub slug: Arc<str>,
+    pub owner: Arc<str>,
+    pub state: ContainerState,
+    pub config_hash: String,
+    /// Unix seconds, from roost's `roost.created` label.
+    pub created: u64,
+    /// Where the workspace port answers, once running.
+    pub addr: Option<SocketAddr>,
+}
+
+/// A running, ready workspace.
+#[derive(Debug, Clone)]
+pub struct Running {
+    pub id: String,
+    pub addr: SocketAddr,
+    pub created: u64,
+    /// What ensure had to do: "ready", "started", "created", "recreated".
+    pub action: &'static str,
+}
+
+/// Resource use, from the engine's one-shot stats.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stats {
+    /// Bytes received plus sent on all the container's interfaces.
+    pub net_bytes: u64,
+    pub memory_bytes: u64,
+    /// Total CPU time used, nanoseconds.
+    pub cpu_nanos: u64,
+}
+
+/// A lifecycle change the engine announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeEvent {
+    Started { slug: String },
+    Stopped { slug: String },
+    Destroyed { slug: String },
+}
+
+pub type EventStream = BoxStream<'static, Result<RuntimeEvent, RuntimeError>>;
+
+/// What ensure reports while it works, for progress displays.
+pub type Progress<'a> = &'a (dyn Fn(&'static str) + Send + Sync);
+
+pub trait Runtime: Send + Sync + 'static {
+    /// Finds the workspace's container by name and labels; running and
+    /// ready: returns it; stopped: starts it (recreated first when its config
+    /// hash is stale, keeping the volume); missing: creates and starts it.
+    /// Then waits until it is ready, at most `workspace.start_timeout`.
+    fn ensure<'a>(
+        &'a self,
+        spec: &'a WorkspaceSpec,
+        progress: Progress<'a>,
+    ) -> BoxFuture<'a, Result<Running, RuntimeError>>;
+    /// Stops a container (volume kept), giving its processes `grace` to exit.
+    fn stop<'a>(&'a self, id: &'a str, grace: Duration) -> BoxFuture<'a, Result<(), RuntimeError>>;
+    /// Removes a container (volume kept).
+    fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>>;
+    /// One workspace's container, if it exists.
+    fn inspect<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, Result<Option<ContainerInfo>, RuntimeError>>;
+    /// Every container roost manages.
+    fn list(&self) -> BoxFuture<'_, Result<Vec<ContainerInfo>, RuntimeError>>;
+    /// The last `tail` log lines.
+    fn logs<'a>(&'a self, id: &'a str, tail: usize) -> BoxFuture<'a, Result<Vec<String>, RuntimeError>>;
+    /// Current resource use.
+    fn stats<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Stats, RuntimeError>>;
+    /// Subscribes to lifecycle events of roost's containers; the stream ends
+    /// or errs when the engine connection is lost (the caller reconnects and
+    /// reconciles).
+    fn events(&self) -> BoxFuture<'_, Result<EventStream, RuntimeError>>;
+}
