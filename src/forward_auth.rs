@@ -160,24 +160,35 @@ impl ForwardAuth {
         Ok(Allowed { identity, workspace })
     }
 
-    /// Who is asking. Only requests that cost verification work (no valid
-    /// cached token) count against the per-address limit.
+    /// Who is asking. Missing and failed credentials count against the
+    /// per-address limit; an address that ran out is refused before any
+    /// verification work.
     async fn authenticate(&self, req: &AuthRequest<'_>) -> Result<Arc<Identity>, HttpError> {
-        let token = match req.credential {
-            Credential::Bearer(token) => {
-                if let Some(identity) = self.verifier.cached(token) {
-                    return Ok(identity);
-                }
-                Some(token)
+        if let Credential::Bearer(token) = req.credential {
+            if let Some(identity) = self.verifier.cached(token) {
+                return Ok(identity);
             }
-            Credential::None | Credential::Unsupported => None,
-        };
-        if let Err(wait) = self.limits.unauthenticated(req.client_ip) {
+        }
+        if let Err(wait) = self.limits.blocked(req.client_ip) {
             self.metrics.rate_limited(Limit::UnauthenticatedPerIp);
             return Err(HttpError::RateLimited("per address", wait));
         }
-        let token = token.ok_or(AuthError::Missing)?;
-        Ok(self.verifier.verify(token).await?)
+        let result = match req.credential {
+            Credential::Bearer(token) => self.verifier.verify(token).await,
+            Credential::None | Credential::Unsupported => Err(AuthError::Missing),
+        };
+        match result {
+            Ok(identity) => Ok(identity),
+            Err(AuthError::KeysUnavailable) => Err(AuthError::KeysUnavailable.into()),
+            Err(e) => match self.limits.unauthenticated(req.client_ip) {
+                Ok(()) => Err(e.into()),
+                Err(wait) => {
+                    tracing::debug!(error = %e, "refused credential");
+                    self.metrics.rate_limited(Limit::UnauthenticatedPerIp);
+                    Err(HttpError::RateLimited("per address", wait))
+                }
+            },
+        }
     }
 }
 

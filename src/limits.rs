@@ -1,10 +1,15 @@
 //! Rate limits (governor): failed or missing credentials per client address,
 //! and authorized requests per user. Over a limit the caller answers 429
 //! with the `Retry-After` computed here.
+//!
+//! Valid credentials never count against the per-address limit (an office
+//! behind one NAT address must not lock its users out); once an address has
+//! run out of failures it is blocked until the limit refills, before any
+//! token from it is verified, so a flood of forged tokens costs no crypto.
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -22,6 +27,8 @@ pub struct RetryAfter(pub Duration);
 pub struct Limits {
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     per_user: DefaultKeyedRateLimiter<Arc<str>>,
+    /// Addresses out of failures, with when they may try again.
+    blocked: moka::sync::Cache<IpAddr, Instant>,
     clock: DefaultClock,
 }
 
@@ -36,15 +43,30 @@ impl Limits {
         Limits {
             per_ip: RateLimiter::keyed(quota(config.unauthenticated_per_ip)),
             per_user: RateLimiter::keyed(quota(config.authenticated_per_user)),
+            blocked: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(config.unauthenticated_per_ip.per)
+                .build(),
             clock: DefaultClock::default(),
         }
     }
 
-    /// Counts one unauthenticated or failed attempt from `ip`.
+    /// `Err` while `ip` is blocked for having run out of failures.
+    pub fn blocked(&self, ip: IpAddr) -> Result<(), RetryAfter> {
+        match self.blocked.get(&ip) {
+            Some(until) if until > Instant::now() => Err(RetryAfter(until - Instant::now())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts one missing or failed credential from `ip`; `Err` (and the
+    /// address blocked) when it has run out.
     pub fn unauthenticated(&self, ip: IpAddr) -> Result<(), RetryAfter> {
-        self.per_ip
-            .check_key(&ip)
-            .map_err(|not_until| RetryAfter(not_until.wait_time_from(self.clock.now())))
+        self.per_ip.check_key(&ip).map_err(|not_until| {
+            let wait = not_until.wait_time_from(self.clock.now());
+            self.blocked.insert(ip, Instant::now() + wait);
+            RetryAfter(wait)
+        })
     }
 
     /// Counts one authorized request by `sub`.
@@ -82,8 +104,10 @@ mod tests {
             authenticated_per_user: Rate::parse("2000/s").unwrap(),
         });
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(limits.blocked(ip).is_ok());
         let allowed = (0..100).filter(|_| limits.unauthenticated(ip).is_ok()).count();
         assert_eq!(allowed, 30);
+        assert!(limits.blocked(ip).is_err());
         let RetryAfter(wait) = limits.unauthenticated(ip).unwrap_err();
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(2), "{wait:?}");
         // Another address is unaffected.

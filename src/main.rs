@@ -76,7 +76,7 @@ fn init_tracing(format: LogFormat) {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let fetcher = Arc::new(HttpFetcher::new(config.oidc.http_timeout));
-    let runtime = Arc::new(DockerRuntime::from_env());
+    let runtime = Arc::new(DockerRuntime::from_env().scoped(&config.workspace.labels));
     let app = roost::app::App::new(config, fetcher, Some(runtime));
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -231,3 +231,18 @@ async fn health_ready_and_metrics() {
     }
     roost.stop().await;
 }
+
+#[tokio::test]
+async fn many_valid_users_behind_one_address_are_never_limited() {
+    let issuer = TestIssuer::start(&["k1"]).await;
+    let roost = TestRoost::start_ready(&config_text(&issuer.url, "", "")).await;
+    for i in 0..100 {
+        let user = format!("user{i}");
+        let token = sign("k1", Some("k1"), &auth0_claims(&issuer.url, AUDIENCE, &user));
+        let r = roost
+            .auth_from(&workspace_host(&user), Some(&token), "203.0.113.200")
+            .await;
+        assert_eq!(r.status, 200, "user {i}: {}", r.body);
+    }
+    roost.stop().await;
+}

@@ -43,6 +43,10 @@ const FAILURE_LOG_LINES: usize = 20;
 pub struct DockerRuntime {
     connect: Box<dyn Fn() -> Result<Docker, BollardError> + Send + Sync>,
     client: OnceCell<Docker>,
+    /// `key=value` label filters naming this roost's containers: always
+    /// `roost.managed=true`, plus `workspace.labels`, so two deployments
+    /// can share an engine without touching each other's workspaces.
+    scope: Vec<String>,
 }
 
 fn engine(e: BollardError) -> RuntimeError {
@@ -67,7 +71,21 @@ impl DockerRuntime {
         DockerRuntime {
             connect: Box::new(connect),
             client: OnceCell::new(),
+            scope: vec![format!("{LABEL_MANAGED}=true")],
         }
+    }
+
+    /// Manages only containers that also carry `labels` (`workspace.labels`).
+    pub fn scoped(mut self, labels: &std::collections::BTreeMap<String, String>) -> Self {
+        self.scope.extend(labels.iter().map(|(k, v)| format!("{k}={v}")));
+        self
+    }
+
+    fn in_scope(&self, c: &ContainerInspectResponse) -> bool {
+        self.scope.iter().all(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            label(c, k) == Some(v)
+        })
     }
 
     async fn client(&self) -> Result<&Docker, RuntimeError> {
@@ -200,6 +218,9 @@ impl DockerRuntime {
     async fn ensure_inner(&self, spec: &WorkspaceSpec, progress: Progress<'_>) -> Result<Running, RuntimeError> {
         let name = spec.container_name();
         let existing = self.inspect_raw(&name).await?;
+        if existing.as_ref().is_some_and(|c| !self.in_scope(c)) {
+            return Err(RuntimeError::NameTaken(name));
+        }
         let (id, action) = match existing {
             Some(c) if is_running(&c) => (c.id.unwrap_or_default(), "ready"),
             Some(c) if label(&c, LABEL_CONFIG_HASH) != Some(&*spec.config_hash) => {
@@ -363,7 +384,7 @@ impl Runtime for DockerRuntime {
             let Some(c) = self.inspect_raw(&container_name(slug)).await? else {
                 return Ok(None);
             };
-            if label(&c, LABEL_MANAGED) != Some("true") {
+            if !self.in_scope(&c) {
                 return Ok(None); // a stranger's container with our name: not ours to touch
             }
             Ok(info_of(&c, None))
@@ -375,7 +396,7 @@ impl Runtime for DockerRuntime {
             let docker = self.client().await?;
             let options = ListContainersOptions {
                 all: true,
-                filters: Some(HashMap::from([("label".into(), vec![format!("{LABEL_MANAGED}=true")])])),
+                filters: Some(HashMap::from([("label".into(), self.scope.clone())])),
                 ..Default::default()
             };
             let summaries = docker.list_containers(Some(options)).await.map_err(engine)?;
@@ -444,7 +465,7 @@ impl Runtime for DockerRuntime {
             let options = EventsOptions {
                 filters: Some(HashMap::from([
                     ("type".into(), vec!["container".into()]),
-                    ("label".into(), vec![format!("{LABEL_MANAGED}=true")]),
+                    ("label".into(), self.scope.clone()),
                     ("event".into(), vec!["start".into(), "die".into(), "destroy".into()]),
                 ])),
                 ..Default::default()

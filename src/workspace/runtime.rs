@@ -29,6 +29,8 @@ pub enum RuntimeError {
     AtCapacity(&'static str, Duration),
     #[error("no such workspace")]
     NoSuchWorkspace,
+    #[error("a container named {0:?} exists but is not this roost's")]
+    NameTaken(String),
     #[error("the workspace belongs to someone else")]
     NotOwner,
     #[error("workspace failed to start ({0})")]
@@ -48,6 +50,7 @@ impl RuntimeError {
             RuntimeError::NotReady { .. } => "not_ready",
             RuntimeError::AtCapacity(..) => "capacity",
             RuntimeError::NoSuchWorkspace => "no_such_workspace",
+            RuntimeError::NameTaken(_) => "name_taken",
             RuntimeError::NotOwner => "not_owner",
             RuntimeError::StartFailed(reason) => reason,
             RuntimeError::ShuttingDown => "shutting_down",

@@ -18,6 +18,15 @@ use super::http::TestClient;
 pub const DOMAIN: &str = "ws.roost.test";
 pub const AUDIENCE: &str = "https://roost.test/api";
 
+/// A config for `issuer` with the real workspace image and `workspace_extra`
+/// lines in `[workspace]`.
+pub fn workspace_config(issuer: &str, workspace_extra: &str) -> String {
+    config_text(issuer, "", "").replace(
+        "image = \"roost-echo:test\"\n",
+        &format!("image = \"roost-echo:test\"\n{workspace_extra}\n"),
+    )
+}
+
 /// A config for `issuer`, with `extra` TOML appended to the matching sections.
 pub fn config_text(issuer: &str, oidc_extra: &str, top_extra: &str) -> String {
     format!(

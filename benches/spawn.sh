@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Spawn and wake benchmark, one run, same test image for both sides:
+#   - raw engine: volume + create + start + first HTTP 200, straight through
+#     the Docker API (curl on the engine's socket, polling the port tightly),
+#     vs roost: the first authorized /auth 2xx for a new user;
+#   - raw: docker start + first HTTP 200 of a stopped container, vs roost's
+#     wake (/auth for a user whose workspace roost has seen stop).
+# Prints medians and roost's as a ratio of the raw engine's (target <= 1.15).
+#
+#   benches/spawn.sh            # 10 users
+#   N=20 benches/spawn.sh
+# The image is roost-echo:nohealth, so both sides wait for the same thing (an
+# HTTP answer); with a HEALTHCHECK, roost waits for the engine's "healthy".
+set -euo pipefail
+source "$(dirname "$0")/../scripts/lib.sh"
+cd "$ROOT"
+
+N=${N:-10}
+IMAGE=roost-echo:nohealth
+SOCK=${DOCKER_SOCK:-/var/run/docker.sock}
+API=http://localhost/v1.41
+RUN=bench-$$
+
+need_apt curl jq
+scripts/build-images --quiet
+cargo build --release --quiet --bin roost --example mint_token
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  docker ps -aq --filter "label=roost-bench.run=$RUN" | xargs -r docker rm -f >/dev/null
+  docker volume ls -q --filter "label=roost-bench.run=$RUN" | xargs -r docker volume rm -f >/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+ms() { echo $(( $(date +%s%N) / 1000000 )); }
+api() { curl -sf --unix-socket "$SOCK" -H 'Content-Type: application/json' "$@"; }
+wait_200() { # tight poll of the workspace port until it answers 200
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$1/" 2>/dev/null)" = 200 ]; do :; done
+}
+median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+
+# --- raw engine -------------------------------------------------------------
+body() { # the same container roost makes: limits, hardening, volume, loopback port
+  jq -n --arg img "$IMAGE" --arg vol "$1" --arg run "$RUN" '{
+    Image: $img, Env: ["ROOST_USER=raw", "ROOST_WORKSPACE=raw", "ROOST_VOLUME=/data"],
+    Labels: {"roost-bench.run": $run}, ExposedPorts: {"8080/tcp": {}},
+    HostConfig: {Binds: [($vol + ":/data")], CapDrop: ["ALL"], SecurityOpt: ["no-new-privileges:true"],
+      Privileged: false, PidsLimit: 1024, NanoCpus: 1000000000, Memory: 1073741824,
+      PortBindings: {"8080/tcp": [{HostIp: "127.0.0.1", HostPort: ""}]}}}'
+}
+port_of() { api "$API/containers/$1/json" | jq -r '.NetworkSettings.Ports["8080/tcp"][0].HostPort'; }
+
+log "raw engine: $N x (volume + create + start + first 200), then $N x (start + first 200)"
+for i in $(seq 1 "$N"); do
+  vol="raw-$RUN-$i-data"
+  t0=$(ms)
+  api -X POST "$API/volumes/create" -d "{\"Name\":\"$vol\",\"Labels\":{\"roost-bench.run\":\"$RUN\"}}" >/dev/null
+  id=$(api -X POST "$API/containers/create?name=raw-$RUN-$i" -d "$(body "$vol")" | jq -r .Id)
+  api -X POST "$API/containers/$id/start" >/dev/null
+  wait_200 "127.0.0.1:$(port_of "$id")"
+  echo $(( $(ms) - t0 )) >>"$work/raw-spawn"
+  api -X POST "$API/containers/$id/stop?t=1" >/dev/null
+  t0=$(ms)
+  api -X POST "$API/containers/$id/start" >/dev/null
+  wait_200 "127.0.0.1:$(port_of "$id")"
+  echo $(( $(ms) - t0 )) >>"$work/raw-wake"
+done
+
+# --- roost ------------------------------------------------------------------
+mkdir -p "$work/issuer/.well-known"
+python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$work/issuer" >"$work/issuer.log" 2>&1 &
+pids+=($!)
+port=$(wait_for_line "$work/issuer.log" 'port [0-9]+' 10 | sed -E 's/.*port ([0-9]+).*/\1/') || die "issuer did not start"
+issuer="http://127.0.0.1:$port/"
+printf '{"issuer":"%s","jwks_uri":"%s.well-known/jwks.json"}' "$issuer" "$issuer" >"$work/issuer/.well-known/openid-configuration"
+printf '{"keys":[%s]}' "$(cat tests/fixtures/keys/k1.jwk.json)" >"$work/issuer/.well-known/jwks.json"
+cat >"$work/roost.toml" <<TOML
+listen = "127.0.0.1:0"
+[oidc]
+issuer = "$issuer"
+audience = "https://roost.test/api"
+[routing]
+domain = "ws.roost.test"
+roost_url = "http://127.0.0.1:1"
+scheme = "http"
+[workspace]
+image = "$IMAGE"
+idle_timeout = "1h"
+stop_timeout = "1s"
+labels = { "roost-bench.run" = "$RUN" }
+TOML
+target/release/roost serve --config "$work/roost.toml" 2>"$work/roost.log" &
+pids+=($!)
+addr=$(wait_for_line "$work/roost.log" 'roost listening' 20 | sed -E 's/.*address=([0-9.:]+).*/\1/') || die "roost did not start"
+wait_http "http://$addr/readyz" 20 || die "roost not ready"
+
+running() { curl -s "http://$addr/metrics" | awk '/^roost_workspaces_running / {print $2}'; }
+auth() { curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $1" -H "X-Forwarded-Host: $2.ws.roost.test" "http://$addr/auth"; }
+
+log "roost: $N x first /auth for a new user, then $N x wake"
+for i in $(seq 1 "$N"); do
+  user="bench-$RUN-$i"
+  token=$(target/release/examples/mint_token --key tests/fixtures/keys/k1.pem --kid k1 --issuer "$issuer" \
+    --audience https://roost.test/api --sub "$user")
+  auth "$token" "nobody" >/dev/null # warms the token cache: measure the spawn, not RSA
+  before=$(running)
+  t0=$(ms)
+  code=$(auth "$token" "$user")
+  echo $(( $(ms) - t0 )) >>"$work/roost-spawn"
+  [ "$code" = 200 ] || die "roost answered $code: $(tail -5 "$work/roost.log")"
+  docker stop -t 1 "roost-$user" >/dev/null
+  until [ "$(running)" = "$before" ]; do :; done # roost has seen the stop
+  t0=$(ms)
+  code=$(auth "$token" "$user")
+  echo $(( $(ms) - t0 )) >>"$work/roost-wake"
+  [ "$code" = 200 ] || die "roost answered $code on wake"
+done
+
+rs=$(median <"$work/raw-spawn"); rw=$(median <"$work/raw-wake")
+ss=$(median <"$work/roost-spawn"); sw=$(median <"$work/roost-wake")
+printf '\n%-44s %10s\n' "" "median ms"
+printf '%-44s %10s\n' "raw: volume + create + start + first 200" "$rs" "roost: first /auth 2xx for a new user" "$ss" \
+  "raw: start + first 200" "$rw" "roost: wake (/auth 2xx)" "$sw"
+awk -v rs="$rs" -v ss="$ss" -v rw="$rw" -v sw="$sw" 'BEGIN {
+  printf "\nroost / raw: spawn %.2fx, wake %.2fx (target <= 1.15)\n", ss / rs, sw / rw }'
