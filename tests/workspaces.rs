@@ -486,3 +486,38 @@ async fn another_users_workspace_is_forbidden_by_its_owner_label() {
     second.stop().await;
     roost.stop().await;
 }
+
+#[tokio::test]
+async fn two_roost_replicas_racing_for_one_user_make_one_container() {
+    let Some(w) = World::new("replicas").await else { return };
+    let (a, b) = (w.roost("").await, w.roost("").await);
+    let alice = w.user("alice");
+    let token = w.token(&alice);
+    let (ra, rb) = tokio::join!(auth_until_ok(&a, &alice, &token), auth_until_ok(&b, &alice, &token));
+    assert_eq!((ra.status.as_u16(), rb.status.as_u16()), (200, 200));
+    assert_eq!(
+        w.cleanup.containers().len(),
+        1,
+        "the loser adopted the winner's container"
+    );
+    assert_eq!(ready_addr(&a, &alice), ready_addr(&b, &alice));
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_healthcheck_readiness_is_an_http_answer() {
+    let Some(w) = World::new("probe").await else { return };
+    let cfg = w.config("").replace("roost-echo:test", "roost-echo:nohealth");
+    let roost = TestRoost::start_with(&cfg, Some(w.runtime.clone())).await;
+    roost.wait_ready().await;
+    let alice = w.user("alice");
+    auth_until_ok(&roost, &alice, &w.token(&alice)).await;
+    assert_eq!(
+        docker::inspect(&container(&alice), "{{if .State.Health}}health{{else}}none{{end}}"),
+        "none"
+    );
+    let (code, _) = echo_get(ready_addr(&roost, &alice), "/healthz");
+    assert_eq!(code, 200, "ready means it answers");
+    roost.stop().await;
+}

@@ -471,20 +471,23 @@ impl Registry {
     pub fn on_event(self: &Arc<Self>, event: RuntimeEvent) {
         match event {
             RuntimeEvent::Started { slug } => {
+                // Started by someone else (a replica, an operator): adopt it
+                // once it is confirmed running. Never create from an event,
+                // and leave alone a workspace whose start just failed here.
                 let entry = self.entry(&slug);
-                if let Some(owner) = entry.owner() {
-                    self.wake(&entry, owner);
-                } else {
-                    // Started elsewhere and unknown here: learn its owner from the engine.
-                    let registry = self.clone();
-                    self.tasks.spawn(async move {
-                        if let Ok(Some(info)) = registry.runtime.inspect(&slug).await {
+                if entry.busy.load(Ordering::Acquire) || matches!(entry.phase(), Phase::Ready(_) | Phase::Failed(_)) {
+                    return;
+                }
+                let registry = self.clone();
+                self.tasks.spawn(async move {
+                    if let Ok(Some(info)) = registry.runtime.inspect(&slug).await {
+                        if info.state == ContainerState::Running {
                             let owner = Arc::new(info.owner.to_string());
                             entry.owner.store(Some(owner.clone()));
                             registry.wake(&entry, owner);
                         }
-                    });
-                }
+                    }
+                });
             }
             RuntimeEvent::Stopped { slug } => {
                 if let Some(entry) = self.get(&slug) {
