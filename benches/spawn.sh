@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Spawn and wake benchmark, one run, same test image for both sides:
 #   - raw engine: volume + create + start + first HTTP 200, straight through
-#     the Docker API (curl on the engine's socket, polling the port tightly),
+#     the Docker API (examples/raw_engine.rs: bollard, polling the port tightly),
 #     vs roost: the first authorized /auth 2xx for a new user;
 #   - raw: docker start + first HTTP 200 of a stopped container, vs roost's
 #     wake (/auth for a user whose workspace roost has seen stop).
@@ -17,13 +17,11 @@ cd "$ROOT"
 
 N=${N:-10}
 IMAGE=roost-echo:nohealth
-SOCK=${DOCKER_SOCK:-/var/run/docker.sock}
-API=http://localhost/v1.41
 RUN=bench-$$
 
-need_apt curl jq
+need_apt curl
 scripts/build-images --quiet
-cargo build --release --quiet --bin roost --example mint_token
+cargo build --release --quiet --bin roost --example mint_token --example raw_engine
 
 work=$(mktemp -d)
 pids=()
@@ -37,38 +35,13 @@ cleanup() {
 trap cleanup EXIT
 
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
-api() { curl -sf --unix-socket "$SOCK" -H 'Content-Type: application/json' "$@"; }
-wait_200() { # tight poll of the workspace port until it answers 200
-  until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$1/" 2>/dev/null)" = 200 ]; do :; done
-}
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
-# --- raw engine -------------------------------------------------------------
-body() { # the same container roost makes: limits, hardening, volume, loopback port
-  jq -n --arg img "$IMAGE" --arg vol "$1" --arg run "$RUN" '{
-    Image: $img, Env: ["ROOST_USER=raw", "ROOST_WORKSPACE=raw", "ROOST_VOLUME=/data"],
-    Labels: {"roost-bench.run": $run}, ExposedPorts: {"8080/tcp": {}},
-    HostConfig: {Binds: [($vol + ":/data")], CapDrop: ["ALL"], SecurityOpt: ["no-new-privileges:true"],
-      Privileged: false, PidsLimit: 1024, NanoCpus: 1000000000, Memory: 1073741824,
-      PortBindings: {"8080/tcp": [{HostIp: "127.0.0.1", HostPort: ""}]}}}'
-}
-port_of() { api "$API/containers/$1/json" | jq -r '.NetworkSettings.Ports["8080/tcp"][0].HostPort'; }
-
-log "raw engine: $N x (volume + create + start + first 200), then $N x (start + first 200)"
-for i in $(seq 1 "$N"); do
-  vol="raw-$RUN-$i-data"
-  t0=$(ms)
-  api -X POST "$API/volumes/create" -d "{\"Name\":\"$vol\",\"Labels\":{\"roost-bench.run\":\"$RUN\"}}" >/dev/null
-  id=$(api -X POST "$API/containers/create?name=raw-$RUN-$i" -d "$(body "$vol")" | jq -r .Id)
-  api -X POST "$API/containers/$id/start" >/dev/null
-  wait_200 "127.0.0.1:$(port_of "$id")"
-  echo $(( $(ms) - t0 )) >>"$work/raw-spawn"
-  api -X POST "$API/containers/$id/stop?t=1" >/dev/null
-  t0=$(ms)
-  api -X POST "$API/containers/$id/start" >/dev/null
-  wait_200 "127.0.0.1:$(port_of "$id")"
-  echo $(( $(ms) - t0 )) >>"$work/raw-wake"
-done
+# --- raw engine (examples/raw_engine.rs: bollard, no roost) ------------------
+log "raw engine: $N x (volume + create + start + first 200, then stop + start + first 200)"
+target/release/examples/raw_engine "$IMAGE" "$N" "$RUN" >"$work/raw"
+awk '{print $1}' "$work/raw" >"$work/raw-spawn"
+awk '{print $2}' "$work/raw" >"$work/raw-wake"
 
 # --- roost ------------------------------------------------------------------
 mkdir -p "$work/issuer/.well-known"

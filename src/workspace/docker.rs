@@ -34,9 +34,10 @@ use crate::config::AddressMode;
 
 /// Most processes a workspace may run.
 const PIDS_LIMIT: i64 = 1024;
-/// Readiness polling: start fast, stay well under a second.
-const PROBE_BACKOFF_START: Duration = Duration::from_millis(5);
-const PROBE_BACKOFF_MAX: Duration = Duration::from_millis(200);
+/// Readiness polling: start fast, and never overshoot readiness by more than
+/// a few tens of milliseconds.
+const PROBE_BACKOFF_START: Duration = Duration::from_millis(2);
+const PROBE_BACKOFF_MAX: Duration = Duration::from_millis(50);
 /// Log lines kept from a container that died during start.
 const FAILURE_LOG_LINES: usize = 20;
 
@@ -178,7 +179,7 @@ impl DockerRuntime {
 
     /// Waits until the container serves: its HEALTHCHECK says healthy, or
     /// (without one) its port answers HTTP. Fails fast when it exits.
-    async fn wait_ready(&self, id: &str, spec: &WorkspaceSpec) -> Result<SocketAddr, RuntimeError> {
+    async fn wait_ready(&self, id: &str, spec: &WorkspaceSpec) -> Result<(SocketAddr, u64), RuntimeError> {
         let timeout = spec.config.start_timeout;
         let deadline = Instant::now() + timeout;
         let mut backoff = PROBE_BACKOFF_START;
@@ -201,7 +202,7 @@ impl DockerRuntime {
                             _ => http_answers(addr).await,
                         };
                         if ready {
-                            return Ok(addr);
+                            return Ok((addr, created_label(&c).unwrap_or(0)));
                         }
                     }
                 }
@@ -241,19 +242,12 @@ impl DockerRuntime {
         }
         progress("waiting for the workspace to answer");
         match self.wait_ready(&id, spec).await {
-            Ok(addr) => {
-                let created = self
-                    .inspect_raw(&id)
-                    .await?
-                    .and_then(|c| created_label(&c))
-                    .unwrap_or(0);
-                Ok(Running {
-                    id,
-                    addr,
-                    created,
-                    action,
-                })
-            }
+            Ok((addr, created)) => Ok(Running {
+                id,
+                addr,
+                created,
+                action,
+            }),
             Err(e) => {
                 // Leave no half-started container behind; the volume stays.
                 let _ = self.remove(&id).await;
