@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::forward_auth::ForwardAuth;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
+use crate::traefik::RouteTable;
 use crate::workspace::registry::Registry;
 use crate::workspace::runtime::Runtime;
 use crate::workspace::{events, reaper, AlwaysReady, ReadinessGate};
@@ -29,6 +30,8 @@ pub struct App {
     pub forward_auth: ForwardAuth,
     /// The workspaces, when a container runtime is configured.
     pub workspaces: Option<Arc<Registry>>,
+    /// What `GET /traefik` serves.
+    pub routes: RouteTable,
 }
 
 impl App {
@@ -53,7 +56,9 @@ impl App {
             gate,
             metrics.clone(),
         );
+        let routes = RouteTable::new(config.routing.clone());
         Arc::new(App {
+            routes,
             config,
             metrics,
             keys,

@@ -159,6 +159,8 @@ pub struct RoutingConfig {
     /// How Traefik reaches roost, e.g. `http://127.0.0.1:8080`.
     pub roost_url: String,
     pub scheme: Scheme,
+    /// Traefik certificate resolver for the workspace routers (https).
+    pub tls_resolver: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,6 +19,8 @@
 //! - [`limits`]: governor rate limits per address and per user.
 //! - [`workspace`]: the readiness gate the container runtime plugs into.
 //! - [`error`]: every refusal turned into its response, in one place.
+//! - [`traefik`]: `GET /traefik`, the dynamic configuration for Traefik's
+//!   HTTP provider, rendered on change and served from memory.
 //! - [`metrics`]: Prometheus metrics served at `/metrics`.
 
 pub mod app;
@@ -30,6 +32,7 @@ pub mod limits;
 pub mod metrics;
 pub mod server;
 pub mod slug;
+pub mod traefik;
 pub mod workspace;
 
 pub use config::Config;

@@ -268,7 +268,9 @@ fn routing(raw: super::raw::RawRouting, c: &mut Checker) -> Option<RoutingConfig
         "https" => Ok(Scheme::Https),
         _ => Err(format!("{s:?} is not \"http\" or \"https\"")),
     });
+    let tls_resolver = c.optional("routing.tls_resolver", raw.tls_resolver);
     Some(RoutingConfig {
+        tls_resolver,
         domain: domain?,
         entrypoints: entrypoints?,
         roost_url: roost_url?,

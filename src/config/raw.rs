@@ -55,6 +55,7 @@ pub struct RawRouting {
     pub entrypoints: L<Vec<String>>,
     pub roost_url: L<String>,
     pub scheme: L<String>,
+    pub tls_resolver: L<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

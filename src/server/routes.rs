@@ -22,6 +22,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
             let resp = forward_auth::handle(&app.forward_auth, &auth).await;
             (Endpoint::Auth, resp.unwrap_or_else(HttpError::into_response))
         }
+        "/traefik" => (Endpoint::Traefik, traefik(app)),
         "/healthz" => (Endpoint::Healthz, text_response(StatusCode::OK, "ok")),
         "/readyz" => (Endpoint::Readyz, readyz(app)),
         "/metrics" => (Endpoint::Metrics, metrics(app)),
@@ -38,6 +39,15 @@ fn readyz(app: &App) -> Response<Body> {
     } else {
         HttpError::NotReady("signing keys not loaded yet").into_response()
     }
+}
+
+/// The route table for Traefik's HTTP provider.
+fn traefik(app: &App) -> Response<Body> {
+    let mut resp = Response::new(Body::new(app.routes.current(app.workspaces.as_deref())));
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 fn metrics(app: &App) -> Response<Body> {

@@ -115,6 +115,9 @@ pub struct Registry {
     spawn_permits: Arc<Semaphore>,
     /// Spawns past the running-limit check and not yet finished.
     spawns_in_progress: AtomicUsize,
+    /// Bumped whenever a workspace becomes ready or stops being ready:
+    /// the route table's version.
+    routes_version: AtomicU64,
     metrics: Arc<Metrics>,
     epoch: Instant,
     tasks: TaskTracker,
@@ -131,6 +134,7 @@ impl Registry {
             entries: RwLock::new(HashMap::new()),
             spawn_permits: Arc::new(Semaphore::new(permits)),
             spawns_in_progress: AtomicUsize::new(0),
+            routes_version: AtomicU64::new(0),
             metrics,
             epoch: Instant::now(),
             tasks: TaskTracker::new(),
@@ -184,6 +188,28 @@ impl Registry {
             .collect()
     }
 
+    /// Changes a workspace's phase; a change in readiness (or address) is a
+    /// new version of the route table.
+    fn set_phase(&self, entry: &Entry, phase: Phase) {
+        let before = entry.phase.send_replace(phase.clone());
+        let was = match before {
+            Phase::Ready(addr) => Some(addr),
+            _ => None,
+        };
+        let now = match phase {
+            Phase::Ready(addr) => Some(addr),
+            _ => None,
+        };
+        if was != now {
+            self.routes_version.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The route table's version: changes whenever [`Registry::ready`] would.
+    pub fn routes_version(&self) -> u64 {
+        self.routes_version.load(Ordering::Acquire)
+    }
+
     /// Records use of a workspace (authorized requests, proxied traffic).
     pub fn touch(&self, entry: &Entry) {
         entry.last_active.store(self.now_ms(), Ordering::Relaxed);
@@ -207,7 +233,7 @@ impl Registry {
         if entry.busy.swap(true, Ordering::AcqRel) {
             return;
         }
-        entry.phase.send_replace(Phase::Starting("queued"));
+        self.set_phase(entry, Phase::Starting("queued"));
         let registry = self.clone();
         let entry = entry.clone();
         let stop = self.stop.clone();
@@ -215,7 +241,7 @@ impl Registry {
             tokio::select! {
                 () = registry.spawn(&entry, owner) => {}
                 () = stop.cancelled() => {
-                    entry.phase.send_replace(Phase::Failed("shutting_down"));
+                    registry.set_phase(&entry, Phase::Failed("shutting_down"));
                 }
             }
             entry.busy.store(false, Ordering::Release);
@@ -254,7 +280,7 @@ impl Registry {
             config_hash: self.config_hash.clone(),
         };
         let progress = |what: &'static str| {
-            entry.phase.send_replace(Phase::Starting(what));
+            self.set_phase(entry, Phase::Starting(what));
         };
         let result = self.runtime.ensure(&spec, &progress).await;
         self.spawns_in_progress.fetch_sub(1, Ordering::AcqRel);
@@ -265,7 +291,7 @@ impl Registry {
                     *bytes = None;
                 }
                 self.touch(entry);
-                entry.phase.send_replace(Phase::Ready(running.addr));
+                self.set_phase(entry, Phase::Ready(running.addr));
                 let elapsed = started.elapsed();
                 self.metrics.workspace_ready(running.action, elapsed);
                 tracing::info!(
@@ -296,7 +322,7 @@ impl Registry {
             duration_ms = started.elapsed().as_millis() as u64,
             "workspace failed to start"
         );
-        entry.phase.send_replace(Phase::Failed(reason));
+        self.set_phase(entry, Phase::Failed(reason));
     }
 
     /// Makes `slug` ready for `caller`, waiting at most `workspace.auth_wait`.
@@ -353,7 +379,7 @@ impl Registry {
             entry.busy.store(false, Ordering::Release);
             return Ok(());
         };
-        entry.phase.send_replace(Phase::Retiring);
+        self.set_phase(entry, Phase::Retiring);
         self.update_running_gauge();
         let result = match entry.container() {
             Some((id, _)) => match why {
@@ -389,7 +415,7 @@ impl Registry {
                 tracing::warn!(target: "roost::audit", action, workspace = %entry.slug, error = %e, "retiring failed")
             }
         }
-        entry.phase.send_replace(Phase::Stopped);
+        self.set_phase(entry, Phase::Stopped);
         entry.busy.store(false, Ordering::Release);
         result
     }
@@ -463,7 +489,7 @@ impl Registry {
 
     fn mark_stopped(&self, entry: &Entry) {
         if !entry.busy.load(Ordering::Acquire) && matches!(entry.phase(), Phase::Ready(_)) {
-            entry.phase.send_replace(Phase::Stopped);
+            self.set_phase(entry, Phase::Stopped);
         }
     }
 

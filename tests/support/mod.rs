@@ -9,6 +9,7 @@ pub mod issuer;
 pub mod oidc_mock;
 pub mod roost;
 pub mod tokens;
+pub mod traefik;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -17,6 +17,8 @@ use super::http::TestClient;
 
 pub const DOMAIN: &str = "ws.roost.test";
 pub const AUDIENCE: &str = "https://roost.test/api";
+/// Stands for roost's own address in test configs until it is known.
+pub const ROOST_URL_PLACEHOLDER: &str = "http://127.0.0.1:1";
 
 /// A config for `issuer` with the real workspace image and `workspace_extra`
 /// lines in `[workspace]`.
@@ -61,12 +63,15 @@ impl TestRoost {
         Self::start_with(config, None).await
     }
 
+    /// Starts roost; `routing.roost_url` in `config` is replaced by the
+    /// address roost actually listens on.
     pub async fn start_with(config: &str, runtime: Option<Arc<dyn Runtime>>) -> TestRoost {
-        let config = Config::from_toml(config, Secrets::default()).expect("valid test config");
-        let fetcher = Arc::new(HttpFetcher::new(config.oidc.http_timeout));
-        let app = App::new(config, fetcher, runtime);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let config = config.replace(ROOST_URL_PLACEHOLDER, &format!("http://{addr}"));
+        let config = Config::from_toml(&config, Secrets::default()).expect("valid test config");
+        let fetcher = Arc::new(HttpFetcher::new(config.oidc.http_timeout));
+        let app = App::new(config, fetcher, runtime);
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(roost::app::run(app.clone(), listener, async {
             let _ = rx.await;
