@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::forward_auth::ForwardAuth;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
+use crate::proxy::Proxy;
 use crate::traefik::RouteTable;
 use crate::workspace::registry::Registry;
 use crate::workspace::runtime::Runtime;
@@ -32,6 +33,7 @@ pub struct App {
     pub workspaces: Option<Arc<Registry>>,
     /// What `GET /traefik` serves.
     pub routes: RouteTable,
+    pub proxy: Proxy,
 }
 
 impl App {
@@ -59,6 +61,7 @@ impl App {
         let routes = RouteTable::new(config.routing.clone());
         Arc::new(App {
             routes,
+            proxy: Proxy::new(metrics.clone()),
             config,
             metrics,
             keys,
@@ -92,6 +95,7 @@ pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Out
         }
     };
     stop.cancel();
+    app.proxy.shutdown().await;
     while background.join_next().await.is_some() {}
     if let Some(registry) = &app.workspaces {
         registry.shutdown().await;

@@ -194,6 +194,9 @@ pub struct WorkspaceConfig {
     pub auth_wait: Duration,
     /// Grace given to a workspace's processes when it is stopped.
     pub stop_timeout: Duration,
+    /// Between withdrawing a workspace's route and stopping it: long enough
+    /// for Traefik to poll and apply the new table.
+    pub drain_grace: Duration,
 }
 
 #[derive(Debug, Clone)]

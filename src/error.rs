@@ -14,8 +14,14 @@ use crate::auth::AuthError;
 use crate::limits::RetryAfter;
 use crate::workspace::RuntimeError;
 
-/// The body type of every response roost writes itself.
-pub type Body = Full<Bytes>;
+/// The body of every response roost sends: its own (full) or a workspace's
+/// (streamed through by the fallback proxy), without boxing.
+pub type Body = http_body_util::Either<Full<Bytes>, hyper::body::Incoming>;
+
+/// A body roost wrote itself.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Body::Left(Full::new(bytes.into()))
+}
 
 /// Every way a request to roost can be refused.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +79,7 @@ impl HttpError {
             }
             HttpError::Runtime(RuntimeError::NotOwner | RuntimeError::NoSuchWorkspace) => None,
             HttpError::Runtime(_) => Some(Duration::from_secs(5)),
-            HttpError::NotReady(_) => Some(Duration::from_secs(5)),
+            HttpError::NotReady(_) => Some(Duration::from_secs(1)),
             _ => None,
         }
     }
@@ -104,7 +110,7 @@ impl HttpError {
 
 /// A short `text/plain` answer that no cache keeps.
 pub fn text_response(status: StatusCode, message: &'static str) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from_static(message.as_bytes())));
+    let mut resp = Response::new(full(Bytes::from_static(message.as_bytes())));
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));

@@ -4,14 +4,16 @@
 //! for a ready workspace is decided from memory.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 
 use crate::auth::{AuthError, Identity, Verifier};
-use crate::error::{Body, HttpError};
+use bytes::Bytes;
+
+use crate::error::{full, Body, HttpError};
 use crate::limits::Limits;
 use crate::metrics::{Limit, Metrics};
 use crate::slug;
@@ -30,13 +32,15 @@ pub const ROOST_COOKIE_PREFIX: &str = "roost_";
 /// What `/auth` reads from a forwarded request.
 #[derive(Debug)]
 pub struct AuthRequest<'a> {
-    /// `X-Forwarded-Host`, lowered, without port.
+    /// `X-Forwarded-Host` (else `Host`), lowered, without port.
     pub host: Option<Cow<'a, str>>,
     /// The last hop Traefik appended to `X-Forwarded-For`, else the peer.
     pub client_ip: IpAddr,
     pub credential: Credential<'a>,
     /// The request's `Cookie` header, to be passed on without roost's own.
     pub cookie: Option<&'a HeaderValue>,
+    /// Where Traefik will send the request (`/auth?upstream=`), if it said.
+    pub upstream: Option<SocketAddr>,
 }
 
 /// The caller's credential, as presented.
@@ -52,6 +56,7 @@ impl<'a> AuthRequest<'a> {
     pub fn from_headers(headers: &'a HeaderMap, peer: IpAddr) -> Self {
         let host = headers
             .get(X_FORWARDED_HOST)
+            .or_else(|| headers.get(http::header::HOST))
             .and_then(|v| v.to_str().ok())
             .map(|h| lowercase(strip_port(h.trim())));
         let client_ip = headers
@@ -77,7 +82,18 @@ impl<'a> AuthRequest<'a> {
             client_ip,
             credential,
             cookie: headers.get(COOKIE),
+            upstream: None,
         }
+    }
+
+    /// Reads `upstream=` from `/auth`'s own query string.
+    pub fn with_upstream(mut self, query: Option<&str>) -> Self {
+        self.upstream = query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|kv| kv.strip_prefix("upstream="))
+            .and_then(|v| v.parse().ok());
+        self
     }
 }
 
@@ -97,11 +113,13 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
-/// An authorized request: who, and for which workspace.
+/// An authorized request: who, for which workspace, and where it answers
+/// (`None` without a container runtime).
 #[derive(Debug, Clone)]
 pub struct Allowed<'r> {
     pub identity: Arc<Identity>,
     pub workspace: &'r str,
+    pub address: Option<SocketAddr>,
 }
 
 /// The `/auth` decision and what it needs.
@@ -131,14 +149,29 @@ impl ForwardAuth {
         }
     }
 
+    /// How long `/auth` waits for a starting workspace.
+    pub fn auth_wait(&self) -> std::time::Duration {
+        self.gate.auth_wait()
+    }
+
     /// The workspace slug a host names, if it is `<slug>.<domain>`.
     pub fn workspace_of<'h>(&self, host: &'h str) -> Option<&'h str> {
         let slug = host.strip_suffix(self.dot_domain.as_str())?;
         slug::is_label(slug).then_some(slug)
     }
 
-    /// Decides one forwarded request.
+    /// Decides one forwarded request, waiting for a starting workspace at
+    /// most `workspace.auth_wait`.
     pub async fn decide<'r>(&self, req: &'r AuthRequest<'_>) -> Result<Allowed<'r>, HttpError> {
+        self.decide_within(req, self.gate.auth_wait()).await
+    }
+
+    /// Decides one request, waiting for a starting workspace at most `wait`.
+    pub async fn decide_within<'r>(
+        &self,
+        req: &'r AuthRequest<'_>,
+        wait: std::time::Duration,
+    ) -> Result<Allowed<'r>, HttpError> {
         let workspace = req
             .host
             .as_deref()
@@ -152,12 +185,22 @@ impl ForwardAuth {
             self.metrics.rate_limited(Limit::AuthenticatedPerUser);
             return Err(HttpError::RateLimited("per user", wait));
         }
-        match self.gate.check(&identity, workspace) {
-            Gate::Ready => {}
+        let address = match self.gate.check(&identity, workspace) {
+            Gate::Ready => self.gate.address(workspace),
             Gate::Forbidden => return Err(HttpError::Forbidden("not your workspace")),
-            Gate::Pending => self.gate.ensure_ready(&identity, workspace).await?,
+            Gate::Pending => Some(self.gate.ensure_ready(&identity, workspace, wait).await?),
+        };
+        if let (Some(upstream), Some(address)) = (req.upstream, address) {
+            if upstream != address {
+                // Traefik's route is stale: the next poll fixes it.
+                return Err(HttpError::NotReady("your workspace moved; retry"));
+            }
         }
-        Ok(Allowed { identity, workspace })
+        Ok(Allowed {
+            identity,
+            workspace,
+            address,
+        })
     }
 
     /// Who is asking. Missing and failed credentials count against the
@@ -195,7 +238,7 @@ impl ForwardAuth {
 /// `GET /auth`: 200 with the identity headers, or the refusal.
 pub async fn handle(fa: &ForwardAuth, req: &AuthRequest<'_>) -> Result<Response<Body>, HttpError> {
     let allowed = fa.decide(req).await?;
-    let mut resp = Response::new(Body::default());
+    let mut resp = Response::new(full(Bytes::new()));
     let headers = resp.headers_mut();
     headers.insert(X_ROOST_USER, allowed.identity.user_header.clone());
     // A slug is a DNS label, always a valid header value.

@@ -21,6 +21,8 @@
 //! - [`error`]: every refusal turned into its response, in one place.
 //! - [`traefik`]: `GET /traefik`, the dynamic configuration for Traefik's
 //!   HTTP provider, rendered on change and served from memory.
+//! - [`proxy`]: the fallback proxy (HTTP, WebSocket, the starting page) for
+//!   workspaces Traefik does not route directly yet.
 //! - [`metrics`]: Prometheus metrics served at `/metrics`.
 
 pub mod app;
@@ -30,6 +32,7 @@ pub mod error;
 pub mod forward_auth;
 pub mod limits;
 pub mod metrics;
+pub mod proxy;
 pub mod server;
 pub mod slug;
 pub mod traefik;

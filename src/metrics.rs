@@ -39,7 +39,7 @@ macro_rules! label_enum {
 }
 
 label_enum! {
-    pub enum Endpoint { Auth => "auth", Traefik => "traefik", Healthz => "healthz", Readyz => "readyz", Metrics => "metrics", Other => "other" }
+    pub enum Endpoint { Auth => "auth", Traefik => "traefik", Proxy => "proxy", Healthz => "healthz", Readyz => "readyz", Metrics => "metrics", Other => "other" }
 }
 
 label_enum! {
@@ -107,6 +107,11 @@ struct ReasonLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LimitLabels {
     limit: Limit,
 }
@@ -133,6 +138,7 @@ pub struct Metrics {
     culls: Family<ReasonLabels, Counter>,
     spawn_failures: Family<ReasonLabels, Counter>,
     admission_refusals: Family<ReasonLabels, Counter>,
+    proxied: Family<KindLabels, Counter>,
 }
 
 fn spawn_histogram() -> Histogram {
@@ -187,6 +193,12 @@ impl Metrics {
             spawn_duration.clone(),
         );
         registry.register("workspaces_running", "Workspaces running and ready", running.clone());
+        let proxied = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "proxy_requests",
+            "Requests served by the fallback proxy (before Traefik routes directly), by kind",
+            proxied.clone(),
+        );
         registry.register(
             "workspace_culls",
             "Workspaces stopped or removed by roost, by reason",
@@ -223,6 +235,7 @@ impl Metrics {
             culls,
             spawn_failures,
             admission_refusals,
+            proxied,
         }
     }
 
@@ -265,6 +278,11 @@ impl Metrics {
 
     pub fn admission_refused(&self, reason: &'static str) {
         self.admission_refusals.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn proxied(&self, upgrade: bool) {
+        let kind = if upgrade { "upgrade" } else { "http" };
+        self.proxied.get_or_create(&KindLabels { kind }).inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -3,7 +3,8 @@
 //! body hash is unchanged). Rendered only when the set of ready workspaces
 //! changed and served from memory otherwise.
 //!
-//! What it holds: the `roost-auth` forwardAuth middleware; a lowest-priority
+//! What it holds: the `roost-auth` forwardAuth middleware (and a copy per
+//! workspace naming its upstream address); a lowest-priority
 //! fallback router sending every `<slug>.<domain>` to roost (its proxy
 //! serves a workspace until its own route exists); a router for `/_roost/`
 //! on those hosts and the bare domain; and one router + service
@@ -20,7 +21,8 @@ use crate::config::{RoutingConfig, Scheme};
 use crate::forward_auth::{X_ROOST_EMAIL, X_ROOST_USER, X_ROOST_WORKSPACE};
 use crate::workspace::registry::Registry;
 
-/// The middleware every workspace router uses.
+/// The forwardAuth middleware; each workspace router uses its own copy
+/// `roost-auth-<slug>` naming the workspace's address.
 pub const AUTH_MIDDLEWARE: &str = "roost-auth";
 /// Largest forwardAuth answer Traefik reads (roost's are tiny).
 const AUTH_RESPONSE_CAP: u64 = 64 * 1024;
@@ -73,26 +75,10 @@ pub fn render(routing: &RoutingConfig, ready: &[(Arc<str>, SocketAddr)]) -> Byte
         "roost".into(),
         json!({ "loadBalancer": { "servers": [{ "url": routing.roost_url }] } }),
     );
-    for (slug, addr) in ready {
-        let name = format!("ws-{slug}");
-        routers.insert(
-            name.clone(),
-            router(
-                format!("Host(`{slug}.{}`)", routing.domain),
-                100,
-                &name,
-                Some(json!([AUTH_MIDDLEWARE])),
-            ),
-        );
-        services.insert(
-            name,
-            json!({ "loadBalancer": { "servers": [{ "url": format!("http://{addr}") }] } }),
-        );
-    }
-    let middlewares = json!({
-        AUTH_MIDDLEWARE: {
+    let forward_auth = |address: String| {
+        json!({
             "forwardAuth": {
-                "address": format!("{}/auth", routing.roost_url),
+                "address": address,
                 "trustForwardHeader": false,
                 "authResponseHeaders": [
                     X_ROOST_USER.as_str(), X_ROOST_WORKSPACE.as_str(), X_ROOST_EMAIL.as_str(),
@@ -100,8 +86,31 @@ pub fn render(routing: &RoutingConfig, ready: &[(Arc<str>, SocketAddr)]) -> Byte
                 ],
                 "maxResponseBodySize": AUTH_RESPONSE_CAP,
             }
-        }
-    });
+        })
+    };
+    let mut middlewares = Map::new();
+    middlewares.insert(
+        AUTH_MIDDLEWARE.into(),
+        forward_auth(format!("{}/auth", routing.roost_url)),
+    );
+    for (slug, addr) in ready {
+        let name = format!("ws-{slug}");
+        // Each workspace's forwardAuth names the address Traefik will send
+        // the request to, so roost says yes only while that is still the
+        // workspace's address: a stale route (a container that died, whose
+        // port another container may now hold) gets 503, never a 2xx.
+        let auth = format!("{AUTH_MIDDLEWARE}-{slug}");
+        middlewares.insert(
+            auth.clone(),
+            forward_auth(format!("{}/auth?upstream={addr}", routing.roost_url)),
+        );
+        let rule = format!("Host(`{slug}.{}`)", routing.domain);
+        routers.insert(name.clone(), router(rule, 100, &name, Some(json!([auth]))));
+        services.insert(
+            name,
+            json!({ "loadBalancer": { "servers": [{ "url": format!("http://{addr}") }] } }),
+        );
+    }
     // serde_json's map is ordered by key: the same table renders to the same bytes.
     let doc = json!({ "http": { "middlewares": middlewares, "routers": routers, "services": services } });
     Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
@@ -186,7 +195,11 @@ mod tests {
         let v: Value = serde_json::from_slice(&one).unwrap();
         let http = &v["http"];
         assert_eq!(http["routers"]["ws-alice"]["rule"], "Host(`alice.ws.example.com`)");
-        assert_eq!(http["routers"]["ws-alice"]["middlewares"], json!(["roost-auth"]));
+        assert_eq!(http["routers"]["ws-alice"]["middlewares"], json!(["roost-auth-alice"]));
+        assert_eq!(
+            http["middlewares"]["roost-auth-alice"]["forwardAuth"]["address"],
+            "http://roost:8080/auth?upstream=127.0.0.1:32768"
+        );
         assert_eq!(
             http["services"]["ws-alice"]["loadBalancer"]["servers"][0]["url"],
             "http://127.0.0.1:32768"

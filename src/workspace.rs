@@ -17,6 +17,9 @@ pub mod registry;
 pub mod runtime;
 pub mod spec;
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use futures_util::future::BoxFuture;
 
 pub use runtime::RuntimeError;
@@ -39,9 +42,20 @@ pub trait ReadinessGate: Send + Sync + 'static {
     /// The hot path, answered from memory; records activity when ready.
     fn check(&self, caller: &Identity, workspace: &str) -> Gate;
 
-    /// The slow path: start or wake `workspace` for `caller` and wait,
-    /// bounded below Traefik's forwardAuth timeout.
-    fn ensure_ready<'a>(&'a self, caller: &'a Identity, workspace: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>>;
+    /// The slow path: start or wake `workspace` for `caller` and wait for it
+    /// at most `wait` (then `RuntimeError::NotReady`; the start goes on).
+    fn ensure_ready<'a>(
+        &'a self,
+        caller: &'a Identity,
+        workspace: &'a str,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<SocketAddr, RuntimeError>>;
+
+    /// Where a ready workspace answers.
+    fn address(&self, workspace: &str) -> Option<SocketAddr>;
+
+    /// How long `/auth` waits for a starting workspace.
+    fn auth_wait(&self) -> Duration;
 }
 
 /// A gate for roost without a container runtime (tests of the auth layer,
@@ -57,7 +71,16 @@ impl ReadinessGate for AlwaysReady {
         &'a self,
         _caller: &'a Identity,
         _workspace: &'a str,
-    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
-        Box::pin(async { Ok(()) })
+        _wait: Duration,
+    ) -> BoxFuture<'a, Result<SocketAddr, RuntimeError>> {
+        Box::pin(async { Err(RuntimeError::NoSuchWorkspace) })
+    }
+
+    fn address(&self, _workspace: &str) -> Option<SocketAddr> {
+        None
+    }
+
+    fn auth_wait(&self) -> Duration {
+        Duration::ZERO
     }
 }

@@ -182,7 +182,13 @@ async fn two_hundred_concurrent_first_requests_make_one_container() {
         let registry = registry.clone();
         let identity = identity.clone();
         let bob = bob.clone();
-        tokio::spawn(async move { registry.ensure_ready(&identity, &bob).await.map_err(|e| e.to_string()) })
+        tokio::spawn(async move {
+            let wait = Duration::from_secs(25);
+            registry
+                .ensure_ready(&identity, &bob, wait)
+                .await
+                .map_err(|e| e.to_string())
+        })
     });
     let addrs: Vec<_> = futures_util::future::join_all(calls)
         .await

@@ -400,10 +400,12 @@ fn workspace(raw: super::raw::RawWorkspace, c: &mut Checker) -> Option<Workspace
         }
     });
     let stop_timeout = c.duration("workspace.stop_timeout", raw.stop_timeout, "10s");
+    let drain_grace = c.duration("workspace.drain_grace", raw.drain_grace, "5s");
     Some(WorkspaceConfig {
         labels: labels?,
         auth_wait: auth_wait?,
         stop_timeout: stop_timeout?,
+        drain_grace: drain_grace?,
         image: image?,
         command,
         port: port?,

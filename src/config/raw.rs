@@ -77,6 +77,7 @@ pub struct RawWorkspace {
     pub labels: L<BTreeMap<String, String>>,
     pub auth_wait: L<String>,
     pub stop_timeout: L<String>,
+    pub drain_grace: L<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

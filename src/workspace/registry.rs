@@ -41,6 +41,9 @@ pub enum Phase {
     Starting(&'static str),
     /// Running and answering at this address.
     Ready(SocketAddr),
+    /// Still answering at this address, but its route is withdrawn: roost
+    /// stops it after `workspace.drain_grace` unless it is used meanwhile.
+    Draining(SocketAddr),
     /// Being stopped or removed by roost.
     Retiring,
     /// The last start failed; the next request tries again.
@@ -325,9 +328,15 @@ impl Registry {
         self.set_phase(entry, Phase::Failed(reason));
     }
 
-    /// Makes `slug` ready for `caller`, waiting at most `workspace.auth_wait`.
-    pub async fn ensure_ready(self: &Arc<Self>, caller: &Identity, slug: &str) -> Result<SocketAddr, RuntimeError> {
-        let deadline = tokio::time::Instant::now() + self.config.auth_wait;
+    /// Makes `slug` ready for `caller`, waiting at most `wait` (the start
+    /// goes on after that).
+    pub async fn ensure_ready(
+        self: &Arc<Self>,
+        caller: &Identity,
+        slug: &str,
+        wait: Duration,
+    ) -> Result<SocketAddr, RuntimeError> {
+        let deadline = tokio::time::Instant::now() + wait;
         let entry = self.entry(slug);
         let owner = match entry.owner() {
             Some(owner) => owner,
@@ -352,7 +361,7 @@ impl Registry {
             let settled = phases.wait_for(|p| !matches!(p, Phase::Starting(_) | Phase::Retiring));
             match tokio::time::timeout_at(deadline, settled).await {
                 Ok(Ok(phase)) => match &*phase {
-                    Phase::Ready(addr) => return Ok(*addr),
+                    Phase::Ready(addr) | Phase::Draining(addr) => return Ok(*addr),
                     Phase::Failed("capacity") => return Err(RuntimeError::AtCapacity("", RETRY_AFTER)),
                     Phase::Failed(reason) => return Err(RuntimeError::StartFailed(reason)),
                     // Retired while we waited: wake it again.
@@ -369,18 +378,33 @@ impl Registry {
     }
 
     /// Stops (idle) or removes (lifetime) a workspace; the volume stays.
-    /// Its route is withdrawn first (the phase leaves `Ready`).
+    /// Drain first: the route is withdrawn (the phase leaves `Ready`, so the
+    /// next `/traefik` poll drops it), requests in flight finish during
+    /// `workspace.drain_grace`, and an idle workspace used meanwhile is kept.
     pub async fn retire(&self, entry: &Arc<Entry>, why: Retire) -> Result<(), RuntimeError> {
         if entry.busy.swap(true, Ordering::AcqRel) {
             return Ok(()); // a spawn or another retirement is under way
         }
         let started = Instant::now();
-        let Phase::Ready(_) = entry.phase() else {
+        let Phase::Ready(addr) = entry.phase() else {
             entry.busy.store(false, Ordering::Release);
             return Ok(());
         };
-        self.set_phase(entry, Phase::Retiring);
+        self.set_phase(entry, Phase::Draining(addr));
         self.update_running_gauge();
+        let drained_at = self.now_ms();
+        tokio::select! {
+            () = tokio::time::sleep(self.config.drain_grace) => {}
+            () = self.stop.cancelled() => {}
+        }
+        if why == Retire::Idle && entry.last_active.load(Ordering::Relaxed) > drained_at || self.stop.is_cancelled() {
+            // Used again while draining (or roost is stopping): keep it.
+            self.set_phase(entry, Phase::Ready(addr));
+            self.update_running_gauge();
+            entry.busy.store(false, Ordering::Release);
+            return Ok(());
+        }
+        self.set_phase(entry, Phase::Retiring);
         let result = match entry.container() {
             Some((id, _)) => match why {
                 Retire::Idle => self.runtime.stop(&id, self.config.stop_timeout).await,
@@ -546,7 +570,7 @@ impl ReadinessGate for Arc<Registry> {
         let Some(entry) = self.get(workspace) else {
             return Gate::Pending;
         };
-        let Phase::Ready(_) = *entry.phase.borrow() else {
+        let (Phase::Ready(_) | Phase::Draining(_)) = *entry.phase.borrow() else {
             return Gate::Pending;
         };
         match entry.owner.load().as_deref() {
@@ -559,7 +583,23 @@ impl ReadinessGate for Arc<Registry> {
         }
     }
 
-    fn ensure_ready<'a>(&'a self, caller: &'a Identity, workspace: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
-        Box::pin(async move { Registry::ensure_ready(self, caller, workspace).await.map(|_| ()) })
+    fn ensure_ready<'a>(
+        &'a self,
+        caller: &'a Identity,
+        workspace: &'a str,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<SocketAddr, RuntimeError>> {
+        Box::pin(Registry::ensure_ready(self, caller, workspace, wait))
+    }
+
+    fn address(&self, workspace: &str) -> Option<SocketAddr> {
+        match self.get(workspace)?.phase() {
+            Phase::Ready(addr) | Phase::Draining(addr) => Some(addr),
+            _ => None,
+        }
+    }
+
+    fn auth_wait(&self) -> Duration {
+        self.config.auth_wait
     }
 }

@@ -76,6 +76,11 @@ impl Traefik {
             }
         })
         .await;
+        // Up is not enough: wait until roost's table (its fallback router) is applied.
+        super::eventually(Duration::from_secs(30), "roost's routers in traefik", || async {
+            traefik.has_router("roost-fallback").await.then_some(())
+        })
+        .await;
         Some(traefik)
     }
 

@@ -1,0 +1,270 @@
+//! The fallback proxy: serves a workspace through roost for requests that
+//! reach roost before Traefik has the workspace's direct route (Traefik's
+//! lowest-priority router sends every `<slug>.<domain>` here).
+//!
+//! It authenticates exactly like `/auth`, makes the workspace ready, and
+//! proxies with streaming bodies both ways and upgraded connections
+//! (WebSocket), without roost's cookies or the bearer token, with the
+//! identity headers added. While the workspace starts, a browser navigation
+//! gets a small "starting" page that reloads itself the moment the workspace
+//! is ready; API clients are held until ready (bounded), then proxied.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Identity;
+use crate::error::{full, text_response, Body, HttpError};
+use crate::forward_auth::{workspace_cookie, AuthRequest, ForwardAuth, X_ROOST_EMAIL, X_ROOST_USER, X_ROOST_WORKSPACE};
+use crate::metrics::Metrics;
+use crate::workspace::RuntimeError;
+
+/// How long the starting page's long poll waits before reporting progress.
+const WAIT_POLL: Duration = Duration::from_secs(10);
+
+/// Headers that belong to one hop and are never forwarded.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+pub struct Proxy {
+    client: Client<HttpConnector, Incoming>,
+    /// Upgraded connections (WebSockets) being relayed.
+    tunnels: TaskTracker,
+    stop: CancellationToken,
+    metrics: Arc<Metrics>,
+}
+
+impl Proxy {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        Proxy {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            tunnels: TaskTracker::new(),
+            stop: CancellationToken::new(),
+            metrics,
+        }
+    }
+
+    /// Closes relayed connections; called after the server drained.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        self.tunnels.close();
+        self.tunnels.wait().await;
+    }
+}
+
+/// A browser navigating (GET/HEAD that accepts HTML), as opposed to an API
+/// client or a script.
+pub fn is_browser_navigation(req: &Request<Incoming>) -> bool {
+    let accepts_html = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    let xhr = req.headers().get("x-requested-with").is_some();
+    matches!(*req.method(), http::Method::GET | http::Method::HEAD) && accepts_html && !xhr
+}
+
+/// Serves one request for a workspace host.
+pub async fn handle(proxy: &Proxy, fa: &ForwardAuth, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let browser = is_browser_navigation(&req);
+    let wait = if browser { Duration::ZERO } else { fa.auth_wait() };
+    let decided = {
+        let auth = AuthRequest::from_headers(req.headers(), peer.ip());
+        match fa.decide_within(&auth, wait).await {
+            Ok(allowed) => Ok((allowed.identity, allowed.workspace.to_string(), allowed.address)),
+            Err(e) => Err(e),
+        }
+    };
+    let (identity, workspace, address) = match decided {
+        Ok(ok) => ok,
+        Err(HttpError::Runtime(RuntimeError::NotReady { .. })) if browser => {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            return starting_page(host.split('.').next().unwrap_or(""));
+        }
+        Err(e) => return e.into_response(),
+    };
+    let Some(address) = address else {
+        return HttpError::NotReady("no container runtime configured").into_response();
+    };
+    let client_upgrade = wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+    let upstream = match build_upstream(req, &identity, &workspace, address) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let mut resp = match proxy.client.request(upstream).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            // The workspace went away under us: ask the client to retry, which wakes it.
+            tracing::warn!(%workspace, error = %e, "workspace did not answer the proxy");
+            return HttpError::NotReady("your workspace is not answering yet").into_response();
+        }
+    };
+    proxy.metrics.proxied(client_upgrade.is_some());
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let backend_upgrade = hyper::upgrade::on(&mut resp);
+            let stop = proxy.stop.clone();
+            proxy.tunnels.spawn(async move {
+                let (Ok(client), Ok(backend)) = (client_upgrade.await, backend_upgrade.await) else {
+                    return;
+                };
+                let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut client, &mut backend) => {}
+                    () = stop.cancelled() => {}
+                }
+            });
+        }
+        let (parts, _) = resp.into_parts();
+        return Response::from_parts(parts, full(Bytes::new()));
+    }
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers, false);
+    Response::from_parts(parts, Body::Right(body))
+}
+
+/// `GET /_roost/wait` on a workspace host: the starting page's long poll.
+/// 200 once ready; 202 with the current step while starting.
+pub async fn wait(fa: &ForwardAuth, req: &Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let auth = AuthRequest::from_headers(req.headers(), peer.ip());
+    match fa.decide_within(&auth, WAIT_POLL.min(fa.auth_wait())).await {
+        Ok(_) => text_response(StatusCode::OK, "ready"),
+        Err(HttpError::Runtime(RuntimeError::NotReady { .. })) => text_response(StatusCode::ACCEPTED, "starting"),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    for name in HOP_BY_HOP.iter() {
+        if keep_upgrade && *name == header::CONNECTION {
+            continue;
+        }
+        headers.remove(name);
+    }
+    if !keep_upgrade {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// The request as the workspace receives it.
+fn build_upstream(
+    req: Request<Incoming>,
+    identity: &Identity,
+    workspace: &str,
+    address: SocketAddr,
+) -> Result<Request<Incoming>, HttpError> {
+    let upgrade = wants_upgrade(req.headers());
+    let (mut parts, body) = req.into_parts();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    parts.uri = Uri::try_from(format!("http://{address}{path}")).map_err(|_| HttpError::NotFound)?;
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers, upgrade);
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    headers.remove(header::AUTHORIZATION);
+    let cookie = workspace_cookie(headers.get(header::COOKIE));
+    headers.remove(header::COOKIE);
+    if let Some(cookie) = cookie {
+        headers.insert(header::COOKIE, cookie);
+    }
+    headers.insert(X_ROOST_USER, identity.user_header.clone());
+    if let Ok(ws) = HeaderValue::from_str(workspace) {
+        headers.insert(X_ROOST_WORKSPACE, ws);
+    }
+    headers.insert(X_ROOST_EMAIL, identity.email_header.clone());
+    Ok(Request::from_parts(parts, body))
+}
+
+const STARTING_SCRIPT: &str = r#"
+const status = document.getElementById("status");
+async function poll() {
+  try {
+    const r = await fetch("/_roost/wait", { cache: "no-store", credentials: "same-origin" });
+    if (r.status === 200) { location.reload(); return; }
+    if (r.status === 401 || r.status === 403) { status.textContent = "Please sign in again."; setTimeout(() => location.reload(), 3000); return; }
+    status.textContent = "Still starting…";
+  } catch (e) {
+    status.textContent = "Waiting for roost…";
+  }
+  setTimeout(poll, 250);
+}
+poll();
+"#;
+
+/// The "starting your workspace" page: no-store, and it reloads itself the
+/// moment the workspace is ready (a long poll, not a fixed refresh).
+fn starting_page(workspace: &str) -> Response<Body> {
+    static CSP: OnceLock<String> = OnceLock::new();
+    let csp = CSP.get_or_init(|| {
+        let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(STARTING_SCRIPT.as_bytes()));
+        format!(
+            "default-src 'none'; script-src 'sha256-{hash}'; style-src 'unsafe-inline'; connect-src 'self'; \
+             frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+        )
+    });
+    let name: String = workspace
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Starting your workspace</title>\
+         <style>body{{font-family:system-ui,sans-serif;display:grid;place-items:center;min-height:90vh;color:#223}}\
+         main{{text-align:center}}.spin{{width:2.5rem;height:2.5rem;border:.3rem solid #ccd;border-top-color:#36c;\
+         border-radius:50%;margin:1.5rem auto;animation:s 1s linear infinite}}@keyframes s{{to{{transform:rotate(1turn)}}}}</style>\
+         </head><body><main><h1>Starting your workspace</h1><div class=\"spin\"></div>\
+         <p><code>{name}</code></p><p id=\"status\">Creating or waking its container…</p></main>\
+         <script>{STARTING_SCRIPT}</script></body></html>"
+    );
+    let mut resp = Response::new(full(html));
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if let Ok(v) = HeaderValue::from_str(csp) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    resp
+}
