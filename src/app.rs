@@ -51,13 +51,7 @@ impl App {
             Some(registry) => Arc::new(registry.clone()),
             None => Arc::new(AlwaysReady),
         };
-        let forward_auth = ForwardAuth::new(
-            &config.routing.domain,
-            verifier.clone(),
-            limits.clone(),
-            gate,
-            metrics.clone(),
-        );
+        let forward_auth = ForwardAuth::new(&config.routing, verifier.clone(), limits.clone(), gate, metrics.clone());
         let routes = RouteTable::new(config.routing.clone());
         Arc::new(App {
             routes,

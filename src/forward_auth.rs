@@ -41,6 +41,37 @@ pub struct AuthRequest<'a> {
     pub cookie: Option<&'a HeaderValue>,
     /// Where Traefik will send the request (`/auth?upstream=`), if it said.
     pub upstream: Option<SocketAddr>,
+    /// What kind of client asks, for how to send it to sign in.
+    pub client: ClientKind,
+    /// The path and query the client asked for (`X-Forwarded-Uri`).
+    pub uri: Option<&'a str>,
+}
+
+/// How a client without credentials is sent to sign in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    /// A browser navigating (GET/HEAD accepting HTML): 302 to sign-in.
+    Navigation,
+    /// A browser submitting (another method, accepting HTML): 303.
+    Submission,
+    /// An API client or a script (XHR): 401.
+    Api,
+}
+
+impl ClientKind {
+    pub fn of(method: Option<&[u8]>, headers: &HeaderMap) -> Self {
+        let html = headers
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+        if !html || headers.contains_key("x-requested-with") {
+            return ClientKind::Api;
+        }
+        match method {
+            None | Some(b"GET" | b"HEAD") => ClientKind::Navigation,
+            Some(_) => ClientKind::Submission,
+        }
+    }
 }
 
 /// The caller's credential, as presented.
@@ -83,6 +114,8 @@ impl<'a> AuthRequest<'a> {
             credential,
             cookie: headers.get(COOKIE),
             upstream: None,
+            client: ClientKind::of(headers.get("x-forwarded-method").map(HeaderValue::as_bytes), headers),
+            uri: headers.get("x-forwarded-uri").and_then(|v| v.to_str().ok()),
         }
     }
 
@@ -126,6 +159,8 @@ pub struct Allowed<'r> {
 pub struct ForwardAuth {
     /// `.` + `routing.domain`.
     dot_domain: String,
+    /// `<scheme>://<domain>`: the public origin of roost's own pages.
+    origin: String,
     verifier: Arc<Verifier>,
     limits: Arc<Limits>,
     gate: Arc<dyn ReadinessGate>,
@@ -134,19 +169,45 @@ pub struct ForwardAuth {
 
 impl ForwardAuth {
     pub fn new(
-        domain: &str,
+        routing: &crate::config::RoutingConfig,
         verifier: Arc<Verifier>,
         limits: Arc<Limits>,
         gate: Arc<dyn ReadinessGate>,
         metrics: Arc<Metrics>,
     ) -> Self {
         ForwardAuth {
-            dot_domain: format!(".{domain}"),
+            dot_domain: format!(".{}", routing.domain),
+            origin: format!("{}://{}", routing.scheme.as_str(), routing.domain),
             verifier,
             limits,
             gate,
             metrics,
         }
+    }
+
+    /// For a browser without credentials: the redirect to sign in, back to
+    /// the page it asked for. Built from the configured origin and the
+    /// validated workspace host, never from unvalidated headers.
+    pub fn sign_in(&self, req: &AuthRequest<'_>, err: &HttpError) -> Option<Response<Body>> {
+        if !matches!(err, HttpError::Unauthenticated(AuthError::Missing)) {
+            return None;
+        }
+        let status = match req.client {
+            ClientKind::Navigation => http::StatusCode::FOUND,
+            ClientKind::Submission => http::StatusCode::SEE_OTHER,
+            ClientKind::Api => return None,
+        };
+        let host = req.host.as_deref().filter(|h| self.workspace_of(h).is_some())?;
+        let path = req.uri.filter(|u| u.starts_with('/')).unwrap_or("/");
+        let back = format!("{}://{host}{path}", &self.origin[..self.origin.find("://")?]);
+        let location = format!("{}/_roost/login?rd={}", self.origin, percent_encode(&back));
+        let mut resp = Response::new(full(Bytes::new()));
+        *resp.status_mut() = status;
+        resp.headers_mut()
+            .insert(http::header::LOCATION, HeaderValue::from_str(&location).ok()?);
+        resp.headers_mut()
+            .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Some(resp)
     }
 
     /// How long `/auth` waits for a starting workspace.
@@ -235,9 +296,25 @@ impl ForwardAuth {
     }
 }
 
-/// `GET /auth`: 200 with the identity headers, or the refusal.
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3 / 2);
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// `GET /auth`: 200 with the identity headers, a browser sent to sign in,
+/// or the refusal.
 pub async fn handle(fa: &ForwardAuth, req: &AuthRequest<'_>) -> Result<Response<Body>, HttpError> {
-    let allowed = fa.decide(req).await?;
+    let allowed = match fa.decide(req).await {
+        Ok(allowed) => allowed,
+        Err(e) => return fa.sign_in(req, &e).ok_or(e),
+    };
     let mut resp = Response::new(full(Bytes::new()));
     let headers = resp.headers_mut();
     headers.insert(X_ROOST_USER, allowed.identity.user_header.clone());

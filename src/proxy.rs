@@ -27,7 +27,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Identity;
 use crate::error::{full, text_response, Body, HttpError};
-use crate::forward_auth::{workspace_cookie, AuthRequest, ForwardAuth, X_ROOST_EMAIL, X_ROOST_USER, X_ROOST_WORKSPACE};
+use crate::forward_auth::{
+    workspace_cookie, AuthRequest, ClientKind, ForwardAuth, X_ROOST_EMAIL, X_ROOST_USER, X_ROOST_WORKSPACE,
+};
 use crate::metrics::Metrics;
 use crate::workspace::RuntimeError;
 
@@ -91,10 +93,15 @@ pub async fn handle(proxy: &Proxy, fa: &ForwardAuth, mut req: Request<Incoming>,
     let browser = is_browser_navigation(&req);
     let wait = if browser { Duration::ZERO } else { fa.auth_wait() };
     let decided = {
-        let auth = AuthRequest::from_headers(req.headers(), peer.ip());
+        let mut auth = AuthRequest::from_headers(req.headers(), peer.ip());
+        auth.client = ClientKind::of(Some(req.method().as_str().as_bytes()), req.headers());
+        auth.uri = req.uri().path_and_query().map(|p| p.as_str());
         match fa.decide_within(&auth, wait).await {
             Ok(allowed) => Ok((allowed.identity, allowed.workspace.to_string(), allowed.address)),
-            Err(e) => Err(e),
+            Err(e) => match fa.sign_in(&auth, &e) {
+                Some(redirect) => return redirect,
+                None => Err(e),
+            },
         }
     };
     let (identity, workspace, address) = match decided {

@@ -246,3 +246,36 @@ async fn many_valid_users_behind_one_address_are_never_limited() {
     }
     roost.stop().await;
 }
+
+#[tokio::test]
+async fn browsers_without_credentials_are_sent_to_sign_in() {
+    let issuer = TestIssuer::start(&["k1"]).await;
+    let roost = TestRoost::start_ready(&config_text(&issuer.url, "", "")).await;
+    let ask = |method: &'static str, accept: &'static str, xhr: bool| {
+        let client = roost.client.clone();
+        let url = roost.url("/auth");
+        async move {
+            let mut h = vec![
+                ("x-forwarded-host", "alice.ws.roost.test"),
+                ("x-forwarded-method", method),
+                ("x-forwarded-uri", "/lab/tree?x=1"),
+                ("x-forwarded-proto", "https"),
+                ("accept", accept),
+            ];
+            if xhr {
+                h.push(("x-requested-with", "XMLHttpRequest"));
+            }
+            client.get(&url, &h).await
+        }
+    };
+    let r = ask("GET", "text/html,application/xhtml+xml", false).await;
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        r.header("location"),
+        Some("http://ws.roost.test/_roost/login?rd=http%3A%2F%2Falice.ws.roost.test%2Flab%2Ftree%3Fx%3D1")
+    );
+    assert_eq!(ask("POST", "text/html", false).await.status, 303);
+    assert_eq!(ask("GET", "text/html", true).await.status, 401, "XHR");
+    assert_eq!(ask("GET", "application/json", false).await.status, 401, "API client");
+    roost.stop().await;
+}

@@ -86,6 +86,8 @@ struct Stack {
     issuer: TestIssuer,
     roost: TestRoost,
     traefik: Traefik,
+    config: String,
+    runtime: Arc<dyn roost::workspace::runtime::Runtime>,
 }
 
 impl Stack {
@@ -93,11 +95,17 @@ impl Stack {
         let cleanup = Cleanup::new(name);
         let runtime = docker::engine(&cleanup).await?;
         let issuer = TestIssuer::start(&["k1"]).await;
+        let drain = if workspace_extra.contains("drain_grace") {
+            ""
+        } else {
+            "drain_grace = \"1s\""
+        };
         let extra = format!(
-            "{}\ndrain_grace = \"1s\"\nstop_timeout = \"1s\"\n{workspace_extra}",
+            "{}\n{drain}\nstop_timeout = \"1s\"\n{workspace_extra}",
             cleanup.labels_toml()
         );
-        let roost = TestRoost::start_with(&workspace_config(&issuer.url, &extra), Some(runtime)).await;
+        let config = workspace_config(&issuer.url, &extra);
+        let roost = TestRoost::start_with(&config, Some(runtime.clone())).await;
         roost.wait_ready().await;
         let traefik = Traefik::start(&format!("http://{}", roost.addr)).await?;
         Some(Stack {
@@ -105,6 +113,8 @@ impl Stack {
             issuer,
             roost,
             traefik,
+            config,
+            runtime,
         })
     }
 
@@ -273,4 +283,89 @@ async fn no_502_across_drain_removal_and_recreation() {
         recreated,
         "the container was removed and recreated within a minute: {statuses:?}"
     );
+}
+
+fn running(user: &str) -> bool {
+    docker::inspect(&format!("roost-{user}"), "{{.State.Running}}") == "true"
+}
+
+#[tokio::test]
+async fn idle_culling_withdraws_the_route_before_stopping_and_the_next_request_wakes_it() {
+    let Some(s) = Stack::start("cull", "idle_timeout = \"2s\"\ndrain_grace = \"3s\"").await else {
+        return;
+    };
+    let alice = s.user("alice");
+    assert_eq!(s.get(&alice, "/", &[]).await.status, 200);
+    s.wait_direct(&alice).await;
+    let router = format!("ws-{alice}");
+    // The route goes first, while the container still runs.
+    support::eventually(Duration::from_secs(30), "the route to be withdrawn", || async {
+        (!s.traefik.has_router(&router).await).then_some(())
+    })
+    .await;
+    assert!(running(&alice), "withdrawn before stopped");
+    support::eventually(Duration::from_secs(30), "the container to stop", || async {
+        (!running(&alice)).then_some(())
+    })
+    .await;
+    let r = s.get(&alice, "/again", &[]).await;
+    assert_eq!(r.status, 200, "woken through the fallback: {}", r.body);
+    assert!(running(&alice));
+}
+
+#[tokio::test]
+async fn a_busy_websocket_keeps_its_workspace_alive() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let Some(s) = Stack::start("busyws", "idle_timeout = \"2s\"").await else {
+        return;
+    };
+    let alice = s.user("alice");
+    assert_eq!(s.get(&alice, "/", &[]).await.status, 200);
+    s.wait_direct(&alice).await;
+    let mut req = format!("ws://{}/ws", s.traefik.web).into_client_request().unwrap();
+    req.headers_mut()
+        .insert("host", workspace_host(&alice).parse().unwrap());
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {}", s.token(&alice)).parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    // Three idle timeouts of editor traffic and no new HTTP request.
+    let until = std::time::Instant::now() + Duration::from_secs(6);
+    while std::time::Instant::now() < until {
+        ws.send("keystroke".into()).await.unwrap();
+        assert_eq!(
+            ws.next().await.unwrap().unwrap().into_text().unwrap().as_str(),
+            "keystroke"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await; // typing rhythm, not a wait
+    }
+    assert!(running(&alice), "kept alive by its WebSocket traffic");
+    let _ = ws.close(None).await;
+}
+
+#[tokio::test]
+async fn a_roost_restart_keeps_traefik_routing_and_the_routes_unchanged() {
+    let Some(mut s) = Stack::start("restart", "").await else {
+        return;
+    };
+    let alice = s.user("alice");
+    assert_eq!(s.get(&alice, "/", &[]).await.status, 200);
+    s.wait_direct(&alice).await;
+    let before = s.roost.client.get(&s.roost.url("/traefik"), &[]).await.body;
+    let addr = s.roost.addr.to_string();
+    let old = std::mem::replace(&mut s.roost, TestRoost::start_with(&s.config, None).await);
+    old.stop().await;
+    // roost is down: Traefik keeps its last good table.
+    assert!(s.traefik.has_router(&format!("ws-{alice}")).await);
+    assert!(running(&alice), "workspaces outlive roost");
+    let restarted = TestRoost::start_at(&addr, &s.config, Some(s.runtime.clone())).await;
+    restarted.wait_ready().await;
+    support::eventually(Duration::from_secs(20), "the adopted route", || async {
+        let now = restarted.client.get(&restarted.url("/traefik"), &[]).await.body;
+        (now == before).then_some(())
+    })
+    .await;
+    s.roost = restarted;
+    assert_eq!(s.get(&alice, "/after", &[]).await.status, 200);
+    assert!(s.traefik.has_router(&format!("ws-{alice}")).await);
 }

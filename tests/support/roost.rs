@@ -66,7 +66,12 @@ impl TestRoost {
     /// Starts roost; `routing.roost_url` in `config` is replaced by the
     /// address roost actually listens on.
     pub async fn start_with(config: &str, runtime: Option<Arc<dyn Runtime>>) -> TestRoost {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_at("127.0.0.1:0", config, runtime).await
+    }
+
+    /// Starts roost on `addr` (a restart on the same address).
+    pub async fn start_at(addr: &str, config: &str, runtime: Option<Arc<dyn Runtime>>) -> TestRoost {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let config = config.replace(ROOST_URL_PLACEHOLDER, &format!("http://{addr}"));
         let config = Config::from_toml(&config, Secrets::default()).expect("valid test config");
