@@ -138,5 +138,33 @@ fn decision(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, verify, decision);
+/// `/traefik` for 10,000 ready workspaces: a full render, and a poll
+/// served from memory.
+fn route_table(c: &mut Criterion) {
+    let routing = roost::config::RoutingConfig {
+        domain: "ws.example.com".into(),
+        entrypoints: vec!["websecure".into()],
+        roost_url: "http://roost:8080".into(),
+        scheme: roost::config::Scheme::Https,
+        tls_resolver: Some("letsencrypt".into()),
+    };
+    let ready: Vec<(Arc<str>, std::net::SocketAddr)> = (0..10_000u32)
+        .map(|i| {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 20_000 + (i % 40_000) as u16));
+            (Arc::from(format!("user-{i:05}")), addr)
+        })
+        .collect();
+    let body = roost::traefik::render(&routing, &ready);
+    println!("/traefik body for 10,000 workspaces: {} bytes", body.len());
+    let mut g = c.benchmark_group("traefik");
+    g.sample_size(20);
+    g.bench_function("render_10k_workspaces", |b| {
+        b.iter(|| roost::traefik::render(&routing, black_box(&ready)))
+    });
+    let table = roost::traefik::RouteTable::new(routing.clone());
+    g.bench_function("poll_from_memory", |b| b.iter(|| table.current(None)));
+    g.finish();
+}
+
+criterion_group!(benches, verify, decision, route_table);
 criterion_main!(benches);

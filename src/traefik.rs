@@ -10,12 +10,12 @@
 //! on those hosts and the bare domain; and one router + service
 //! `ws-<slug>` per ready workspace, straight to its container.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use serde_json::{json, Map, Value};
 
 use crate::config::{RoutingConfig, Scheme};
 use crate::forward_auth::{X_ROOST_EMAIL, X_ROOST_USER, X_ROOST_WORKSPACE};
@@ -27,93 +27,109 @@ pub const AUTH_MIDDLEWARE: &str = "roost-auth";
 /// Largest forwardAuth answer Traefik reads (roost's are tiny).
 const AUTH_RESPONSE_CAP: u64 = 64 * 1024;
 
-/// Renders the dynamic configuration for `ready` workspaces (any order).
+/// Renders the dynamic configuration for `ready` workspaces (any order:
+/// they are written sorted by slug, every key in a fixed order, so the same
+/// table always renders to the same bytes). Written straight into one
+/// buffer: 10,000 workspaces render in milliseconds.
 pub fn render(routing: &RoutingConfig, ready: &[(Arc<str>, SocketAddr)]) -> Bytes {
-    let entry_points = json!(routing.entrypoints);
-    let domain_re = regex_escape(&routing.domain);
-    let any_workspace = format!("HostRegexp(`^[a-z0-9-]+\\.{domain_re}$`)");
+    let mut ready: Vec<&(Arc<str>, SocketAddr)> = ready.iter().collect();
+    ready.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let entry_points = serde_json::to_string(&routing.entrypoints).unwrap_or_default();
     let tls = match (&routing.scheme, &routing.tls_resolver) {
-        (Scheme::Https, Some(resolver)) => Some(json!({ "certResolver": resolver })),
-        (Scheme::Https, None) => Some(json!({})),
-        (Scheme::Http, _) => None,
+        (Scheme::Https, Some(resolver)) => format!(r#","tls":{{"certResolver":{}}}"#, q(resolver)),
+        (Scheme::Https, None) => r#","tls":{}"#.to_string(),
+        (Scheme::Http, _) => String::new(),
     };
-    let router = |rule: String, priority: u32, service: &str, middlewares: Option<Value>| {
-        let mut r = Map::new();
-        r.insert("rule".into(), json!(rule));
-        r.insert("priority".into(), json!(priority));
-        r.insert("entryPoints".into(), entry_points.clone());
-        r.insert("service".into(), json!(service));
-        if let Some(m) = middlewares {
-            r.insert("middlewares".into(), m);
+    let domain = &routing.domain;
+    let any_workspace = format!("HostRegexp(`^[a-z0-9-]+\\.{}$`)", regex_escape(domain));
+    let auth_headers = serde_json::to_string(&[
+        X_ROOST_USER.as_str(),
+        X_ROOST_WORKSPACE.as_str(),
+        X_ROOST_EMAIL.as_str(),
+        "Authorization",
+        "Cookie",
+    ])
+    .unwrap_or_default();
+    let roost_url = &routing.roost_url;
+    let mut out = String::with_capacity(1024 + ready.len() * 640);
+    let forward_auth = |out: &mut String, name: &str, address: &str| {
+        let _ = write!(
+            out,
+            r#"{}:{{"forwardAuth":{{"address":{},"authResponseHeaders":{auth_headers},"maxResponseBodySize":{AUTH_RESPONSE_CAP},"trustForwardHeader":false}}}}"#,
+            q(name),
+            q(address)
+        );
+    };
+    let router = |out: &mut String, name: &str, rule: &str, priority: u32, service: &str, middleware: Option<&str>| {
+        let _ = write!(out, r#"{}:{{"entryPoints":{entry_points}"#, q(name));
+        if let Some(m) = middleware {
+            let _ = write!(out, r#","middlewares":[{}]"#, q(m));
         }
-        if let Some(tls) = &tls {
-            r.insert("tls".into(), tls.clone());
-        }
-        Value::Object(r)
+        let _ = write!(
+            out,
+            r#","priority":{priority},"rule":{},"service":{}{tls}}}"#,
+            q(rule),
+            q(service)
+        );
     };
-
-    let mut routers = Map::new();
-    let mut services = Map::new();
-    routers.insert("roost-fallback".into(), router(any_workspace.clone(), 1, "roost", None));
-    routers.insert(
-        "roost-internal".into(),
-        router(
-            format!(
-                "(Host(`{}`) || {any_workspace}) && PathPrefix(`/_roost/`)",
-                routing.domain
-            ),
-            10_000,
-            "roost",
-            None,
-        ),
-    );
-    routers.insert(
-        "roost-landing".into(),
-        router(format!("Host(`{}`)", routing.domain), 2, "roost", None),
-    );
-    services.insert(
-        "roost".into(),
-        json!({ "loadBalancer": { "servers": [{ "url": routing.roost_url }] } }),
-    );
-    let forward_auth = |address: String| {
-        json!({
-            "forwardAuth": {
-                "address": address,
-                "trustForwardHeader": false,
-                "authResponseHeaders": [
-                    X_ROOST_USER.as_str(), X_ROOST_WORKSPACE.as_str(), X_ROOST_EMAIL.as_str(),
-                    "Authorization", "Cookie",
-                ],
-                "maxResponseBodySize": AUTH_RESPONSE_CAP,
-            }
-        })
-    };
-    let mut middlewares = Map::new();
-    middlewares.insert(
-        AUTH_MIDDLEWARE.into(),
-        forward_auth(format!("{}/auth", routing.roost_url)),
-    );
-    for (slug, addr) in ready {
-        let name = format!("ws-{slug}");
+    out.push_str(r#"{"http":{"middlewares":{"#);
+    forward_auth(&mut out, AUTH_MIDDLEWARE, &format!("{roost_url}/auth"));
+    for (slug, addr) in &ready {
         // Each workspace's forwardAuth names the address Traefik will send
         // the request to, so roost says yes only while that is still the
         // workspace's address: a stale route (a container that died, whose
         // port another container may now hold) gets 503, never a 2xx.
-        let auth = format!("{AUTH_MIDDLEWARE}-{slug}");
-        middlewares.insert(
-            auth.clone(),
-            forward_auth(format!("{}/auth?upstream={addr}", routing.roost_url)),
-        );
-        let rule = format!("Host(`{slug}.{}`)", routing.domain);
-        routers.insert(name.clone(), router(rule, 100, &name, Some(json!([auth]))));
-        services.insert(
-            name,
-            json!({ "loadBalancer": { "servers": [{ "url": format!("http://{addr}") }] } }),
+        out.push(',');
+        forward_auth(
+            &mut out,
+            &format!("{AUTH_MIDDLEWARE}-{slug}"),
+            &format!("{roost_url}/auth?upstream={addr}"),
         );
     }
-    // serde_json's map is ordered by key: the same table renders to the same bytes.
-    let doc = json!({ "http": { "middlewares": middlewares, "routers": routers, "services": services } });
-    Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
+    out.push_str(r#"},"routers":{"#);
+    router(&mut out, "roost-fallback", &any_workspace, 1, "roost", None);
+    out.push(',');
+    let internal = format!("(Host(`{domain}`) || {any_workspace}) && PathPrefix(`/_roost/`)");
+    router(&mut out, "roost-internal", &internal, 10_000, "roost", None);
+    out.push(',');
+    router(
+        &mut out,
+        "roost-landing",
+        &format!("Host(`{domain}`)"),
+        2,
+        "roost",
+        None,
+    );
+    for (slug, _) in &ready {
+        out.push(',');
+        let name = format!("ws-{slug}");
+        let auth = format!("{AUTH_MIDDLEWARE}-{slug}");
+        router(
+            &mut out,
+            &name,
+            &format!("Host(`{slug}.{domain}`)"),
+            100,
+            &name,
+            Some(&auth),
+        );
+    }
+    out.push_str(r#"},"services":{"#);
+    let service = |out: &mut String, name: &str, url: &str| {
+        let _ = write!(
+            out,
+            r#"{}:{{"loadBalancer":{{"servers":[{{"url":{}}}]}}}}"#,
+            q(name),
+            q(url)
+        );
+    };
+    service(&mut out, "roost", roost_url);
+    for (slug, addr) in &ready {
+        out.push(',');
+        service(&mut out, &format!("ws-{slug}"), &format!("http://{addr}"));
+    }
+    out.push_str("}}}");
+    Bytes::from(out)
 }
 
 /// Escapes a domain for a Go regular expression.
@@ -163,9 +179,7 @@ impl RouteTable {
         if cached.0 == version {
             return cached.1.clone();
         }
-        let mut ready = registry.ready();
-        ready.sort_by(|a, b| a.0.cmp(&b.0));
-        let body = render(&self.routing, &ready);
+        let body = render(&self.routing, &registry.ready());
         self.cached.store(Arc::new((version, body.clone())));
         body
     }
@@ -173,6 +187,8 @@ impl RouteTable {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{json, Value};
+
     use super::*;
 
     fn routing() -> RoutingConfig {
