@@ -2,8 +2,11 @@
 # Load benchmark through the real Traefik, one run, same load generator (wrk)
 # and pinning for three setups in front of the same echo workspace:
 #   none  - Traefik -> workspace, no middleware;
-#   floor - Traefik -> forwardAuth to a bare hyper 200 server -> workspace;
+#   floor - Traefik -> forwardAuth to a bare hyper 200 server (answering with
+#           the same identity headers roost sends) -> workspace;
 #   roost - Traefik -> roost's forwardAuth (cached token) -> workspace.
+# The request is the workspace's /healthz (a fixed answer), so what differs
+# is only the forwardAuth hop, not how much the workspace echoes back.
 # Prints each one's req/s, p50 and p99, and roost's as a ratio of the
 # bare-forwardAuth case (targets: p50 <= 1.05x, throughput >= 0.95x).
 #
@@ -72,7 +75,8 @@ RUST_LOG=warn,roost=info taskset -c 1 target/release/roost serve --config "$work
 pids+=($!)
 roost=$(wait_for_line "$work/roost.log" 'roost listening' 20 | sed -E 's/.*address=([0-9.:]+).*/\1/') || die "roost"
 wait_http "http://$roost/readyz" 20 || die "roost not ready"
-taskset -c 1 target/release/examples/floor >"$work/floor.log" 2>&1 &
+# The floor answers 200 with the same three identity headers roost sends.
+taskset -c 1 target/release/examples/floor --identity-headers >"$work/floor.log" 2>&1 &
 pids+=($!)
 floor=$(wait_for_line "$work/floor.log" 'listening on' 10 | awk '{print $3}') || die "floor"
 
@@ -80,7 +84,11 @@ floor=$(wait_for_line "$work/floor.log" 'listening on' 10 | awk '{print $3}') ||
 cat >"$work/dynamic.yml" <<YML
 http:
   middlewares:
-    floor-auth: { forwardAuth: { address: "http://$floor/auth" } }
+    # The same middleware settings as roost's, pointed at a server that always says 200.
+    floor-auth:
+      forwardAuth:
+        address: "http://$floor/auth"
+        authResponseHeaders: ["X-Roost-User", "X-Roost-Workspace", "X-Roost-Email", "Authorization", "Cookie"]
     roost-auth:
       forwardAuth:
         address: "http://$roost/auth"
@@ -107,7 +115,7 @@ done
 run() { # run NAME HOST
   local out
   out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "Host: $2.ws.roost.test" \
-    -H "Authorization: Bearer $token" "http://$web/")
+    -H "Authorization: Bearer $token" "http://$web/healthz")
   if grep -q 'Non-2xx' <<<"$out"; then die "$1: non-2xx answers: $out"; fi
   local rps p50 p99
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
