@@ -25,57 +25,28 @@ SERVER_CPU=${SERVER_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 
 need_apt wrk curl
-log "building release binaries"
+log "building release binaries and the workspace image"
 cargo build --release --quiet --bin roost --example floor --example mint_token
+scripts/build-images --quiet
 
+RUN=load-$$
 work=$(mktemp -d)
 pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'bench_cleanup "$RUN"' EXIT
 
-# A static issuer: discovery + JWKS served from files on loopback.
-mkdir -p "$work/issuer/.well-known"
-python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$work/issuer" >"$work/issuer.log" 2>&1 &
-pids+=($!)
-port=$(wait_for_line "$work/issuer.log" 'port [0-9]+' 10 | sed -E 's/.*port ([0-9]+).*/\1/') || die "issuer did not start"
-issuer="http://127.0.0.1:$port/"
-printf '{"issuer":"%s","jwks_uri":"%s.well-known/jwks.json"}' "$issuer" "$issuer" \
-  >"$work/issuer/.well-known/openid-configuration"
-printf '{"keys":[%s]}' "$(cat tests/fixtures/keys/k1.jwk.json)" >"$work/issuer/.well-known/jwks.json"
-token=$(target/release/examples/mint_token --key tests/fixtures/keys/k1.pem --kid k1 \
-  --issuer "$issuer" --audience https://roost.test/api --sub alice)
-
-cat >"$work/roost.toml" <<TOML
-listen = "127.0.0.1:0"
-[oidc]
-issuer = "$issuer"
-audience = "https://roost.test/api"
-[routing]
-domain = "ws.roost.test"
-roost_url = "http://127.0.0.1:1"
-scheme = "http"
-[workspace]
-image = "roost-echo:bench"
-[limits]
-# One user at full load: lift the per-user limit out of the way.
-authenticated_per_user = "100000000/s"
-TOML
-
-RUST_LOG=warn,roost=info taskset -c "$SERVER_CPU" target/release/roost serve --config "$work/roost.toml" 2>"$work/roost.log" &
-pids+=($!)
-roost_addr=$(wait_for_line "$work/roost.log" 'roost listening' 20 | sed -E 's/.*address=([0-9.:]+).*/\1/') \
-  || die "roost did not start: $(cat "$work/roost.log")"
-wait_http "http://$roost_addr/readyz" 20 || die "roost not ready"
+bench_issuer
+token=$(bench_token alice)
+# alice's workspace is started by the first request; every later /auth is the
+# hot path: cached token, ready workspace, decided from memory.
+bench_roost "$SERVER_CPU" "image = \"roost-echo:nohealth\"
+labels = { \"roost-bench.run\" = \"$RUN\" }"
+roost_addr=$ROOST_ADDR
 
 taskset -c "$SERVER_CPU" target/release/examples/floor >"$work/floor.log" 2>&1 &
 pids+=($!)
 floor_addr=$(wait_for_line "$work/floor.log" 'listening on' 10 | awk '{print $3}') || die "floor did not start"
 
-# Sanity: roost says yes to this request.
+# Sanity: roost says yes to this request (the first one starts alice's workspace).
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" \
   -H "X-Forwarded-Host: alice.ws.roost.test" -H "X-Forwarded-For: 203.0.113.9" "http://$roost_addr/auth")
 [ "$code" = 200 ] || die "roost answered $code to the benchmark request"

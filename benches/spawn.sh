@@ -25,14 +25,7 @@ cargo build --release --quiet --bin roost --example mint_token --example raw_eng
 
 work=$(mktemp -d)
 pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  docker ps -aq --filter "label=roost-bench.run=$RUN" | xargs -r docker rm -f >/dev/null
-  docker volume ls -q --filter "label=roost-bench.run=$RUN" | xargs -r docker volume rm -f >/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'bench_cleanup "$RUN"' EXIT
 
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
@@ -44,32 +37,12 @@ awk '{print $1}' "$work/raw" >"$work/raw-spawn"
 awk '{print $2}' "$work/raw" >"$work/raw-wake"
 
 # --- roost ------------------------------------------------------------------
-mkdir -p "$work/issuer/.well-known"
-python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$work/issuer" >"$work/issuer.log" 2>&1 &
-pids+=($!)
-port=$(wait_for_line "$work/issuer.log" 'port [0-9]+' 10 | sed -E 's/.*port ([0-9]+).*/\1/') || die "issuer did not start"
-issuer="http://127.0.0.1:$port/"
-printf '{"issuer":"%s","jwks_uri":"%s.well-known/jwks.json"}' "$issuer" "$issuer" >"$work/issuer/.well-known/openid-configuration"
-printf '{"keys":[%s]}' "$(cat tests/fixtures/keys/k1.jwk.json)" >"$work/issuer/.well-known/jwks.json"
-cat >"$work/roost.toml" <<TOML
-listen = "127.0.0.1:0"
-[oidc]
-issuer = "$issuer"
-audience = "https://roost.test/api"
-[routing]
-domain = "ws.roost.test"
-roost_url = "http://127.0.0.1:1"
-scheme = "http"
-[workspace]
-image = "$IMAGE"
-idle_timeout = "1h"
-stop_timeout = "1s"
-labels = { "roost-bench.run" = "$RUN" }
-TOML
-target/release/roost serve --config "$work/roost.toml" 2>"$work/roost.log" &
-pids+=($!)
-addr=$(wait_for_line "$work/roost.log" 'roost listening' 20 | sed -E 's/.*address=([0-9.:]+).*/\1/') || die "roost did not start"
-wait_http "http://$addr/readyz" 20 || die "roost not ready"
+bench_issuer
+bench_roost 0-1 "image = \"$IMAGE\"
+idle_timeout = \"1h\"
+stop_timeout = \"1s\"
+labels = { \"roost-bench.run\" = \"$RUN\" }"
+addr=$ROOST_ADDR
 
 running() { curl -s "http://$addr/metrics" | awk '/^roost_workspaces_running / {print $2}'; }
 auth() { curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $1" -H "X-Forwarded-Host: $2.ws.roost.test" "http://$addr/auth"; }
@@ -77,8 +50,7 @@ auth() { curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $1" -H
 log "roost: $N x first /auth for a new user, then $N x wake"
 for i in $(seq 1 "$N"); do
   user="bench-$RUN-$i"
-  token=$(target/release/examples/mint_token --key tests/fixtures/keys/k1.pem --kid k1 --issuer "$issuer" \
-    --audience https://roost.test/api --sub "$user")
+  token=$(bench_token "$user")
   auth "$token" "nobody" >/dev/null # warms the token cache: measure the spawn, not RSA
   before=$(running)
   t0=$(ms)

@@ -28,14 +28,7 @@ cargo build --release --quiet --bin roost --example floor --example mint_token
 
 work=$(mktemp -d)
 pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  docker ps -aq --filter "label=roost-bench.run=$RUN" | xargs -r docker rm -f >/dev/null
-  docker volume ls -q --filter "label=roost-bench.run=$RUN" | xargs -r docker volume rm -f >/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'bench_cleanup "$RUN"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # The workspace: one echo container, pinned with the servers.
@@ -44,37 +37,14 @@ cid=$(docker ps -q --filter "label=roost-bench.run=$RUN")
 ws="127.0.0.1:$(docker port "$cid" 8080 | head -1 | sed 's/.*://')"
 wait_http "http://$ws/healthz" 30 || die "workspace did not start"
 
-# Issuer, roost (pure authenticator: the workspace is ready), the floor.
-mkdir -p "$work/issuer/.well-known"
-python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$work/issuer" >"$work/issuer.log" 2>&1 &
-pids+=($!)
-port=$(wait_for_line "$work/issuer.log" 'port [0-9]+' 10 | sed -E 's/.*port ([0-9]+).*/\1/') || die "issuer"
-issuer="http://127.0.0.1:$port/"
-printf '{"issuer":"%s","jwks_uri":"%s.well-known/jwks.json"}' "$issuer" "$issuer" >"$work/issuer/.well-known/openid-configuration"
-printf '{"keys":[%s]}' "$(cat tests/fixtures/keys/k1.jwk.json)" >"$work/issuer/.well-known/jwks.json"
-token=$(target/release/examples/mint_token --key tests/fixtures/keys/k1.pem --kid k1 --issuer "$issuer" \
-  --audience https://roost.test/api --sub alice)
-cat >"$work/roost.toml" <<TOML
-listen = "127.0.0.1:0"
-[oidc]
-issuer = "$issuer"
-audience = "https://roost.test/api"
-[routing]
-domain = "ws.roost.test"
-roost_url = "http://127.0.0.1:1"
-scheme = "http"
-[workspace]
-image = "roost-echo:nohealth"
-labels = { "roost-bench.run" = "$RUN" }
-[limits]
-authenticated_per_user = "100000000/s"
-TOML
+# Issuer, roost, the floor.
+bench_issuer
+token=$(bench_token alice)
 # alice's own workspace is started on the first request; from then on every
 # /auth is the hot path (cached token, ready workspace, decided from memory).
-RUST_LOG=warn,roost=info taskset -c 1 target/release/roost serve --config "$work/roost.toml" 2>"$work/roost.log" &
-pids+=($!)
-roost=$(wait_for_line "$work/roost.log" 'roost listening' 20 | sed -E 's/.*address=([0-9.:]+).*/\1/') || die "roost"
-wait_http "http://$roost/readyz" 20 || die "roost not ready"
+bench_roost 1 "image = \"roost-echo:nohealth\"
+labels = { \"roost-bench.run\" = \"$RUN\" }"
+roost=$ROOST_ADDR
 # The floor answers 200 with the same three identity headers roost sends.
 taskset -c 1 target/release/examples/floor --identity-headers >"$work/floor.log" 2>&1 &
 pids+=($!)

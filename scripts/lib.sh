@@ -52,3 +52,59 @@ wait_http() {
   done
   return 1
 }
+
+# --- benchmark helpers (the caller keeps a global `pids` array and `$work`) ---
+
+# bench_issuer: serves discovery + JWKS (the test key k1) as static files on
+# loopback; sets ISSUER.
+bench_issuer() {
+  mkdir -p "$work/issuer/.well-known"
+  python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$work/issuer" >"$work/issuer.log" 2>&1 &
+  pids+=($!)
+  local port
+  port=$(wait_for_line "$work/issuer.log" 'port [0-9]+' 10 | sed -E 's/.*port ([0-9]+).*/\1/') || die "issuer did not start"
+  ISSUER="http://127.0.0.1:$port/"
+  printf '{"issuer":"%s","jwks_uri":"%s.well-known/jwks.json"}' "$ISSUER" "$ISSUER" \
+    >"$work/issuer/.well-known/openid-configuration"
+  printf '{"keys":[%s]}' "$(cat "$ROOT/tests/fixtures/keys/k1.jwk.json")" >"$work/issuer/.well-known/jwks.json"
+}
+
+# bench_token SUB: an access token for SUB from that issuer.
+bench_token() {
+  "$ROOT/target/release/examples/mint_token" --key "$ROOT/tests/fixtures/keys/k1.pem" --kid k1 \
+    --issuer "$ISSUER" --audience https://roost.test/api --sub "$1"
+}
+
+# bench_roost CPU WORKSPACE_TOML: starts the release roost pinned to CPU with
+# these [workspace] lines; sets ROOST_ADDR once its keys are loaded.
+bench_roost() {
+  cat >"$work/roost.toml" <<TOML
+listen = "127.0.0.1:0"
+[oidc]
+issuer = "$ISSUER"
+audience = "https://roost.test/api"
+[routing]
+domain = "ws.roost.test"
+roost_url = "http://127.0.0.1:1"
+scheme = "http"
+[workspace]
+$2
+[limits]
+# One user at full load: lift the per-user limit out of the way.
+authenticated_per_user = "100000000/s"
+TOML
+  RUST_LOG=warn,roost=info taskset -c "$1" "$ROOT/target/release/roost" serve --config "$work/roost.toml" 2>"$work/roost.log" &
+  pids+=($!)
+  ROOST_ADDR=$(wait_for_line "$work/roost.log" 'roost listening' 20 | sed -E 's/.*address=([0-9.:]+).*/\1/') \
+    || die "roost did not start: $(cat "$work/roost.log")"
+  wait_http "http://$ROOST_ADDR/readyz" 20 || die "roost not ready: $(cat "$work/roost.log")"
+}
+
+# bench_cleanup RUN: kills $pids and removes the containers and volumes labelled roost-bench.run=RUN.
+bench_cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  docker ps -aq --filter "label=roost-bench.run=$1" | xargs -r docker rm -f >/dev/null 2>&1 || true
+  docker volume ls -q --filter "label=roost-bench.run=$1" | xargs -r docker volume rm -f >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
