@@ -100,9 +100,12 @@ round=0 DURATION=2 run none none; round=0 DURATION=2 run floor floor; round=0 DU
 : >"$work/results"
 log "measuring: $ROUNDS rounds x ${DURATION}s, $CONNS connections"
 for round in $(seq 1 "$ROUNDS"); do
-  run none none
-  run floor floor
-  run roost alice
+  # Alternate the order so neither auth server always runs right after the other.
+  if [ $((round % 2)) = 1 ]; then
+    run none none; run floor floor; run roost alice
+  else
+    run roost alice; run floor floor; run none none
+  fi
 done
 awk '
   { rps[$1] += $2; p50[$1] += $3; p99[$1] += $4; n[$1]++ }

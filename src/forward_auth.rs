@@ -41,10 +41,12 @@ pub struct AuthRequest<'a> {
     pub cookie: Option<&'a HeaderValue>,
     /// Where Traefik will send the request (`/auth?upstream=`), if it said.
     pub upstream: Option<SocketAddr>,
-    /// What kind of client asks, for how to send it to sign in.
-    pub client: ClientKind,
-    /// The path and query the client asked for (`X-Forwarded-Uri`).
+    /// What kind of client asks, for how to send it to sign in (read from
+    /// the headers only when needed, unless set).
+    pub client: Option<ClientKind>,
+    /// The path and query the client asked for (else `X-Forwarded-Uri`).
     pub uri: Option<&'a str>,
+    headers: &'a HeaderMap,
 }
 
 /// How a client without credentials is sent to sign in.
@@ -114,8 +116,9 @@ impl<'a> AuthRequest<'a> {
             credential,
             cookie: headers.get(COOKIE),
             upstream: None,
-            client: ClientKind::of(headers.get("x-forwarded-method").map(HeaderValue::as_bytes), headers),
-            uri: headers.get("x-forwarded-uri").and_then(|v| v.to_str().ok()),
+            client: None,
+            uri: None,
+            headers,
         }
     }
 
@@ -131,7 +134,7 @@ impl<'a> AuthRequest<'a> {
 }
 
 /// `s` in lower case, borrowed when it already is.
-fn lowercase(s: &str) -> Cow<'_, str> {
+pub(crate) fn lowercase(s: &str) -> Cow<'_, str> {
     if s.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(s.to_ascii_lowercase())
     } else {
@@ -192,13 +195,17 @@ impl ForwardAuth {
         if !matches!(err, HttpError::Unauthenticated(AuthError::Missing)) {
             return None;
         }
-        let status = match req.client {
+        let client = req.client.unwrap_or_else(|| {
+            ClientKind::of(req.headers.get("x-forwarded-method").map(HeaderValue::as_bytes), req.headers)
+        });
+        let status = match client {
             ClientKind::Navigation => http::StatusCode::FOUND,
             ClientKind::Submission => http::StatusCode::SEE_OTHER,
             ClientKind::Api => return None,
         };
         let host = req.host.as_deref().filter(|h| self.workspace_of(h).is_some())?;
-        let path = req.uri.filter(|u| u.starts_with('/')).unwrap_or("/");
+        let uri = req.uri.or_else(|| req.headers.get("x-forwarded-uri").and_then(|v| v.to_str().ok()));
+        let path = uri.filter(|u| u.starts_with('/')).unwrap_or("/");
         let back = format!("{}://{host}{path}", &self.origin[..self.origin.find("://")?]);
         let location = format!("{}/_roost/login?rd={}", self.origin, percent_encode(&back));
         let mut resp = Response::new(full(Bytes::new()));
@@ -247,7 +254,7 @@ impl ForwardAuth {
             return Err(HttpError::RateLimited("per user", wait));
         }
         let address = match self.gate.check(&identity, workspace) {
-            Gate::Ready => self.gate.address(workspace),
+            Gate::Ready(address) => address,
             Gate::Forbidden => return Err(HttpError::Forbidden("not your workspace")),
             Gate::Pending => Some(self.gate.ensure_ready(&identity, workspace, wait).await?),
         };

@@ -94,7 +94,7 @@ pub async fn handle(proxy: &Proxy, fa: &ForwardAuth, mut req: Request<Incoming>,
     let wait = if browser { Duration::ZERO } else { fa.auth_wait() };
     let decided = {
         let mut auth = AuthRequest::from_headers(req.headers(), peer.ip());
-        auth.client = ClientKind::of(Some(req.method().as_str().as_bytes()), req.headers());
+        auth.client = Some(ClientKind::of(Some(req.method().as_str().as_bytes()), req.headers()));
         auth.uri = req.uri().path_and_query().map(|p| p.as_str());
         match fa.decide_within(&auth, wait).await {
             Ok(allowed) => Ok((allowed.identity, allowed.workspace.to_string(), allowed.address)),

@@ -29,8 +29,8 @@ use crate::auth::Identity;
 /// The hot-path answer about a workspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {
-    /// Ready, and the caller may use it.
-    Ready,
+    /// Ready (at this address, when a runtime knows it), and the caller may use it.
+    Ready(Option<SocketAddr>),
     /// Ready, but it belongs to someone else (by its owner label).
     Forbidden,
     /// Not known to be ready: take the slow path.
@@ -64,7 +64,7 @@ pub struct AlwaysReady;
 
 impl ReadinessGate for AlwaysReady {
     fn check(&self, _caller: &Identity, _workspace: &str) -> Gate {
-        Gate::Ready
+        Gate::Ready(None)
     }
 
     fn ensure_ready<'a>(

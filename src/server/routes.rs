@@ -51,7 +51,7 @@ fn is_workspace_host(app: &App, req: &Request<Incoming>) -> bool {
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    let host = host.rsplit_once(':').map_or(host, |(h, _)| h).to_ascii_lowercase();
+    let host = forward_auth::lowercase(host.rsplit_once(':').map_or(host, |(h, _)| h));
     app.forward_auth.workspace_of(&host).is_some()
 }
 

@@ -114,7 +114,7 @@ pub struct Registry {
     runtime: Arc<dyn Runtime>,
     config: Arc<WorkspaceConfig>,
     config_hash: Arc<str>,
-    entries: RwLock<HashMap<Arc<str>, Arc<Entry>>>,
+    entries: RwLock<HashMap<Arc<str>, Arc<Entry>, foldhash::fast::RandomState>>,
     spawn_permits: Arc<Semaphore>,
     /// Spawns past the running-limit check and not yet finished.
     spawns_in_progress: AtomicUsize,
@@ -134,7 +134,7 @@ impl Registry {
             runtime,
             config_hash: config_hash(&config).into(),
             config: Arc::new(config),
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::new(HashMap::default()),
             spawn_permits: Arc::new(Semaphore::new(permits)),
             spawns_in_progress: AtomicUsize::new(0),
             routes_version: AtomicU64::new(0),
@@ -570,13 +570,13 @@ impl ReadinessGate for Arc<Registry> {
         let Some(entry) = self.get(workspace) else {
             return Gate::Pending;
         };
-        let (Phase::Ready(_) | Phase::Draining(_)) = *entry.phase.borrow() else {
+        let (Phase::Ready(addr) | Phase::Draining(addr)) = *entry.phase.borrow() else {
             return Gate::Pending;
         };
         match entry.owner.load().as_deref() {
             Some(owner) if **owner == *caller.sub || caller.admin => {
                 self.touch(&entry);
-                Gate::Ready
+                Gate::Ready(Some(addr))
             }
             Some(_) => Gate::Forbidden,
             None => Gate::Pending,
