@@ -196,7 +196,10 @@ impl ForwardAuth {
             return None;
         }
         let client = req.client.unwrap_or_else(|| {
-            ClientKind::of(req.headers.get("x-forwarded-method").map(HeaderValue::as_bytes), req.headers)
+            ClientKind::of(
+                req.headers.get("x-forwarded-method").map(HeaderValue::as_bytes),
+                req.headers,
+            )
         });
         let status = match client {
             ClientKind::Navigation => http::StatusCode::FOUND,
@@ -204,7 +207,9 @@ impl ForwardAuth {
             ClientKind::Api => return None,
         };
         let host = req.host.as_deref().filter(|h| self.workspace_of(h).is_some())?;
-        let uri = req.uri.or_else(|| req.headers.get("x-forwarded-uri").and_then(|v| v.to_str().ok()));
+        let uri = req
+            .uri
+            .or_else(|| req.headers.get("x-forwarded-uri").and_then(|v| v.to_str().ok()));
         let path = uri.filter(|u| u.starts_with('/')).unwrap_or("/");
         let back = format!("{}://{host}{path}", &self.origin[..self.origin.find("://")?]);
         let location = format!("{}/_roost/login?rd={}", self.origin, percent_encode(&back));

@@ -22,8 +22,8 @@ use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::runtime::{ContainerState, Runtime, RuntimeError, RuntimeEvent};
-use super::spec::{config_hash, now_secs, WorkspaceSpec};
+use super::runtime::{Runtime, RuntimeError};
+use super::spec::{config_hash, WorkspaceSpec};
 use super::{Gate, ReadinessGate};
 use crate::auth::Identity;
 use crate::config::WorkspaceConfig;
@@ -53,14 +53,14 @@ pub enum Phase {
 /// One workspace's soft state.
 pub struct Entry {
     pub slug: Arc<str>,
-    owner: ArcSwapOption<String>,
+    pub(super) owner: ArcSwapOption<String>,
     phase: watch::Sender<Phase>,
     /// A spawn or a retirement is under way (only one at a time).
-    busy: AtomicBool,
+    pub(super) busy: AtomicBool,
     /// Milliseconds since the registry's epoch.
-    last_active: AtomicU64,
+    pub(super) last_active: AtomicU64,
     /// The container's network byte count at the last sample.
-    net_bytes: Mutex<Option<u64>>,
+    pub(super) net_bytes: Mutex<Option<u64>>,
     container: Mutex<Option<(String, u64)>>,
 }
 
@@ -90,41 +90,32 @@ impl Entry {
         self.phase.subscribe()
     }
 
-    fn container(&self) -> Option<(String, u64)> {
+    pub(super) fn container(&self) -> Option<(String, u64)> {
         self.container.lock().ok()?.clone()
     }
 
-    fn set_container(&self, value: Option<(String, u64)>) {
+    pub(super) fn set_container(&self, value: Option<(String, u64)>) {
         if let Ok(mut c) = self.container.lock() {
             *c = value;
         }
     }
 }
 
-/// Why the reaper retires a workspace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retire {
-    /// Idle past `idle_timeout`: stop, keep container and volume.
-    Idle,
-    /// Older than `max_lifetime`: remove the container, keep the volume.
-    Lifetime,
-}
-
 pub struct Registry {
-    runtime: Arc<dyn Runtime>,
-    config: Arc<WorkspaceConfig>,
+    pub(super) runtime: Arc<dyn Runtime>,
+    pub(super) config: Arc<WorkspaceConfig>,
     config_hash: Arc<str>,
-    entries: RwLock<HashMap<Arc<str>, Arc<Entry>, foldhash::fast::RandomState>>,
+    pub(super) entries: RwLock<HashMap<Arc<str>, Arc<Entry>, foldhash::fast::RandomState>>,
     spawn_permits: Arc<Semaphore>,
     /// Spawns past the running-limit check and not yet finished.
     spawns_in_progress: AtomicUsize,
     /// Bumped whenever a workspace becomes ready or stops being ready:
     /// the route table's version.
     routes_version: AtomicU64,
-    metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<Metrics>,
     epoch: Instant,
-    tasks: TaskTracker,
-    stop: CancellationToken,
+    pub(super) tasks: TaskTracker,
+    pub(super) stop: CancellationToken,
 }
 
 impl Registry {
@@ -153,7 +144,7 @@ impl Registry {
         &self.config
     }
 
-    fn now_ms(&self) -> u64 {
+    pub(super) fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
@@ -162,7 +153,7 @@ impl Registry {
         self.entries.read().ok()?.get(slug).cloned()
     }
 
-    fn entry(&self, slug: &str) -> Arc<Entry> {
+    pub(super) fn entry(&self, slug: &str) -> Arc<Entry> {
         if let Some(e) = self.get(slug) {
             return e;
         }
@@ -173,7 +164,7 @@ impl Registry {
             .clone()
     }
 
-    fn all(&self) -> Vec<Arc<Entry>> {
+    pub(super) fn all(&self) -> Vec<Arc<Entry>> {
         self.entries
             .read()
             .map(|e| e.values().cloned().collect())
@@ -193,7 +184,7 @@ impl Registry {
 
     /// Changes a workspace's phase; a change in readiness (or address) is a
     /// new version of the route table.
-    fn set_phase(&self, entry: &Entry, phase: Phase) {
+    pub(super) fn set_phase(&self, entry: &Entry, phase: Phase) {
         let before = entry.phase.send_replace(phase.clone());
         let was = match before {
             Phase::Ready(addr) => Some(addr),
@@ -218,7 +209,7 @@ impl Registry {
         entry.last_active.store(self.now_ms(), Ordering::Relaxed);
     }
 
-    fn update_running_gauge(&self) {
+    pub(super) fn update_running_gauge(&self) {
         let n = self
             .all()
             .iter()
@@ -229,7 +220,7 @@ impl Registry {
 
     /// Starts a spawn for `entry` unless one (or a retirement) is under way
     /// or it is ready.
-    fn wake(self: &Arc<Self>, entry: &Arc<Entry>, owner: Arc<String>) {
+    pub(super) fn wake(self: &Arc<Self>, entry: &Arc<Entry>, owner: Arc<String>) {
         if matches!(entry.phase(), Phase::Ready(_)) {
             return;
         }
@@ -375,185 +366,6 @@ impl Registry {
                 }
             }
         }
-    }
-
-    /// Stops (idle) or removes (lifetime) a workspace; the volume stays.
-    /// Drain first: the route is withdrawn (the phase leaves `Ready`, so the
-    /// next `/traefik` poll drops it), requests in flight finish during
-    /// `workspace.drain_grace`, and an idle workspace used meanwhile is kept.
-    pub async fn retire(&self, entry: &Arc<Entry>, why: Retire) -> Result<(), RuntimeError> {
-        if entry.busy.swap(true, Ordering::AcqRel) {
-            return Ok(()); // a spawn or another retirement is under way
-        }
-        let started = Instant::now();
-        let Phase::Ready(addr) = entry.phase() else {
-            entry.busy.store(false, Ordering::Release);
-            return Ok(());
-        };
-        self.set_phase(entry, Phase::Draining(addr));
-        self.update_running_gauge();
-        let drained_at = self.now_ms();
-        tokio::select! {
-            () = tokio::time::sleep(self.config.drain_grace) => {}
-            () = self.stop.cancelled() => {}
-        }
-        if why == Retire::Idle && entry.last_active.load(Ordering::Relaxed) > drained_at || self.stop.is_cancelled() {
-            // Used again while draining (or roost is stopping): keep it.
-            self.set_phase(entry, Phase::Ready(addr));
-            self.update_running_gauge();
-            entry.busy.store(false, Ordering::Release);
-            return Ok(());
-        }
-        self.set_phase(entry, Phase::Retiring);
-        let result = match entry.container() {
-            Some((id, _)) => match why {
-                Retire::Idle => self.runtime.stop(&id, self.config.stop_timeout).await,
-                Retire::Lifetime => {
-                    let stopped = self.runtime.stop(&id, self.config.stop_timeout).await;
-                    stopped.and(self.runtime.remove(&id).await)
-                }
-            },
-            None => Ok(()),
-        };
-        if why == Retire::Lifetime && result.is_ok() {
-            entry.set_container(None);
-        }
-        let (action, reason) = match why {
-            Retire::Idle => ("culled", "idle"),
-            Retire::Lifetime => ("removed", "max_lifetime"),
-        };
-        match &result {
-            Ok(()) => {
-                self.metrics.workspace_culled(reason);
-                tracing::info!(
-                    target: "roost::audit",
-                    action,
-                    user = %entry.owner().map(|o| o.to_string()).unwrap_or_default(),
-                    workspace = %entry.slug,
-                    reason,
-                    duration_ms = started.elapsed().as_millis() as u64,
-                    "workspace retired"
-                );
-            }
-            Err(e) => {
-                tracing::warn!(target: "roost::audit", action, workspace = %entry.slug, error = %e, "retiring failed")
-            }
-        }
-        self.set_phase(entry, Phase::Stopped);
-        entry.busy.store(false, Ordering::Release);
-        result
-    }
-
-    /// One pass of the reaper: lifetime first, then idleness (HTTP activity
-    /// or, failing that, the container's own network traffic).
-    pub async fn reap(&self) {
-        let idle_ms = u64::try_from(self.config.idle_timeout.as_millis()).unwrap_or(u64::MAX);
-        for entry in self.all() {
-            if !matches!(entry.phase(), Phase::Ready(_)) || entry.busy.load(Ordering::Acquire) {
-                continue;
-            }
-            let Some((id, created)) = entry.container() else {
-                continue;
-            };
-            if created > 0 && now_secs().saturating_sub(created) >= self.config.max_lifetime.as_secs() {
-                let _ = self.retire(&entry, Retire::Lifetime).await;
-                continue;
-            }
-            let idle_for = self.now_ms().saturating_sub(entry.last_active.load(Ordering::Relaxed));
-            if idle_for < idle_ms / 2 {
-                continue;
-            }
-            // Quiet over HTTP for a while: does the container still talk (an open WebSocket)?
-            let Ok(stats) = self.runtime.stats(&id).await else {
-                continue;
-            };
-            let previous = entry
-                .net_bytes
-                .lock()
-                .ok()
-                .and_then(|mut last| last.replace(stats.net_bytes));
-            match previous {
-                Some(before) if before != stats.net_bytes => self.touch(&entry),
-                Some(_) if idle_for >= idle_ms => {
-                    let _ = self.retire(&entry, Retire::Idle).await;
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// Brings the registry in line with the engine: adopts running
-    /// containers (they become ready once they answer) and forgets stopped ones.
-    pub async fn reconcile(self: &Arc<Self>) -> Result<(), RuntimeError> {
-        let containers = self.runtime.list().await?;
-        let mut seen = std::collections::HashSet::new();
-        for info in containers {
-            seen.insert(info.slug.clone());
-            let entry = self.entry(&info.slug);
-            let owner = Arc::new(info.owner.to_string());
-            entry.owner.store(Some(owner.clone()));
-            match info.state {
-                ContainerState::Running => {
-                    if !matches!(entry.phase(), Phase::Ready(_)) {
-                        tracing::info!(target: "roost::audit", action = "adopted", user = %owner, workspace = %info.slug, "running workspace adopted");
-                        self.wake(&entry, owner);
-                    }
-                }
-                _ => self.mark_stopped(&entry),
-            }
-        }
-        for entry in self.all() {
-            if !seen.contains(&entry.slug) {
-                self.mark_stopped(&entry);
-            }
-        }
-        self.update_running_gauge();
-        Ok(())
-    }
-
-    fn mark_stopped(&self, entry: &Entry) {
-        if !entry.busy.load(Ordering::Acquire) && matches!(entry.phase(), Phase::Ready(_)) {
-            self.set_phase(entry, Phase::Stopped);
-        }
-    }
-
-    /// Follows one engine event.
-    pub fn on_event(self: &Arc<Self>, event: RuntimeEvent) {
-        match event {
-            RuntimeEvent::Started { slug } => {
-                // Started by someone else (a replica, an operator): adopt it
-                // once it is confirmed running. Never create from an event,
-                // and leave alone a workspace whose start just failed here.
-                let entry = self.entry(&slug);
-                if entry.busy.load(Ordering::Acquire) || matches!(entry.phase(), Phase::Ready(_) | Phase::Failed(_)) {
-                    return;
-                }
-                let registry = self.clone();
-                self.tasks.spawn(async move {
-                    if let Ok(Some(info)) = registry.runtime.inspect(&slug).await {
-                        if info.state == ContainerState::Running {
-                            let owner = Arc::new(info.owner.to_string());
-                            entry.owner.store(Some(owner.clone()));
-                            registry.wake(&entry, owner);
-                        }
-                    }
-                });
-            }
-            RuntimeEvent::Stopped { slug } => {
-                if let Some(entry) = self.get(&slug) {
-                    self.mark_stopped(&entry);
-                }
-            }
-            RuntimeEvent::Destroyed { slug } => {
-                if let Some(entry) = self.get(&slug) {
-                    self.mark_stopped(&entry);
-                    if !entry.busy.load(Ordering::Acquire) {
-                        entry.set_container(None);
-                    }
-                }
-            }
-        }
-        self.update_running_gauge();
     }
 
     /// Stops roost's own tasks (spawns in flight are abandoned, never the
