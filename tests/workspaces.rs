@@ -416,7 +416,6 @@ async fn a_stale_config_is_recreated_on_wake_keeping_the_volume() {
 async fn failures_are_clear_and_leave_nothing_behind() {
     let Some(w) = World::new("fail").await else { return };
     // A missing image.
-    let roost = w.roost("").await;
     let cfg = w.config("").replace("roost-echo:test", "roost-no-such-image:none");
     let missing = TestRoost::start_with(&cfg, Some(w.runtime.clone())).await;
     missing.wait_ready().await;
@@ -446,7 +445,6 @@ async fn failures_are_clear_and_leave_nothing_behind() {
         "{metrics}"
     );
     dying.stop().await;
-    roost.stop().await;
 }
 
 #[tokio::test]

@@ -65,7 +65,7 @@ impl Registry {
                 ContainerState::Running => {
                     if !matches!(entry.phase(), Phase::Ready(_)) {
                         tracing::info!(target: "roost::audit", action = "adopted", user = %owner, workspace = %info.slug, "running workspace adopted");
-                        self.wake(&entry, owner);
+                        self.adopt(&entry, owner);
                     }
                 }
                 _ => self.mark_stopped(&entry),
@@ -103,7 +103,7 @@ impl Registry {
                         if info.state == ContainerState::Running {
                             let owner = Arc::new(info.owner.to_string());
                             entry.owner.store(Some(owner.clone()));
-                            registry.wake(&entry, owner);
+                            registry.adopt(&entry, owner);
                         }
                     }
                 });

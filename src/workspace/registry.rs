@@ -221,6 +221,17 @@ impl Registry {
     /// Starts a spawn for `entry` unless one (or a retirement) is under way
     /// or it is ready.
     pub(super) fn wake(self: &Arc<Self>, entry: &Arc<Entry>, owner: Arc<String>) {
+        self.start(entry, owner, false);
+    }
+
+    /// Takes over a container that is running already (found at startup or
+    /// started by someone else): waits for it to answer, and never creates,
+    /// starts or recreates anything.
+    pub(super) fn adopt(self: &Arc<Self>, entry: &Arc<Entry>, owner: Arc<String>) {
+        self.start(entry, owner, true);
+    }
+
+    fn start(self: &Arc<Self>, entry: &Arc<Entry>, owner: Arc<String>, adopt_only: bool) {
         if matches!(entry.phase(), Phase::Ready(_)) {
             return;
         }
@@ -233,7 +244,7 @@ impl Registry {
         let stop = self.stop.clone();
         self.tasks.spawn(async move {
             tokio::select! {
-                () = registry.spawn(&entry, owner) => {}
+                () = registry.spawn(&entry, owner, adopt_only) => {}
                 () = stop.cancelled() => {
                     registry.set_phase(&entry, Phase::Failed("shutting_down"));
                 }
@@ -243,8 +254,18 @@ impl Registry {
     }
 
     /// One spawn: admission, then the runtime's ensure, then the phase.
-    async fn spawn(&self, entry: &Arc<Entry>, owner: Arc<String>) {
+    async fn spawn(&self, entry: &Arc<Entry>, owner: Arc<String>, adopt_only: bool) {
         let started = Instant::now();
+        if adopt_only {
+            let running = matches!(
+                self.runtime.inspect(&entry.slug).await,
+                Ok(Some(ref info)) if info.state == super::runtime::ContainerState::Running
+            );
+            if !running {
+                self.set_phase(entry, Phase::Stopped);
+                return;
+            }
+        }
         let permit = tokio::time::timeout(self.config.start_timeout, self.spawn_permits.clone().acquire_owned()).await;
         let Ok(Ok(_permit)) = permit else {
             self.metrics.admission_refused("max_concurrent_spawns");
