@@ -89,12 +89,18 @@ authenticated_per_user = "100000000/s"
     app
 }
 
-fn verify(c: &mut Criterion) {
+/// A current-thread runtime and an app whose keys are loaded.
+fn setup() -> (tokio::runtime::Runtime, Arc<App>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let app = app(&rt);
+    (rt, app)
+}
+
+fn verify(c: &mut Criterion) {
+    let (rt, app) = setup();
     let tok = token("alice");
     let mut g = c.benchmark_group("verify");
     g.bench_function("cold_rsa", |b| {
@@ -106,11 +112,7 @@ fn verify(c: &mut Criterion) {
 }
 
 fn decision(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let app = app(&rt);
+    let (rt, app) = setup();
     let tok = token("alice");
     rt.block_on(app.verifier.verify(&tok)).unwrap();
     let mut headers = HeaderMap::new();

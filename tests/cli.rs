@@ -12,6 +12,16 @@ fn roost_bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_roost"))
 }
 
+/// `roost check-config --config PATH`.
+fn check_config(path: impl AsRef<std::path::Path>) -> std::process::Output {
+    roost_bin()
+        .arg("check-config")
+        .arg("--config")
+        .arg(path.as_ref())
+        .output()
+        .unwrap()
+}
+
 fn write_config(text: &str) -> tempfile::NamedTempFile {
     let mut f = tempfile::NamedTempFile::new().unwrap();
     std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
@@ -39,12 +49,7 @@ authenticated_per_user = "many/s"
 #[test]
 fn check_config_names_every_bad_key_and_exits_64() {
     let f = write_config(BAD);
-    let out = roost_bin()
-        .arg("check-config")
-        .arg("--config")
-        .arg(f.path())
-        .output()
-        .unwrap();
+    let out = check_config(f.path());
     assert_eq!(out.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for key in [
@@ -66,12 +71,7 @@ fn check_config_names_every_bad_key_and_exits_64() {
 #[test]
 fn check_config_accepts_a_good_file() {
     let f = write_config(&config_text("https://tenant.auth0.com/", "", ""));
-    let out = roost_bin()
-        .arg("check-config")
-        .arg("--config")
-        .arg(f.path())
-        .output()
-        .unwrap();
+    let out = check_config(f.path());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -162,11 +162,6 @@ async fn serve_answers_then_drains_on_sigterm() {
 #[test]
 fn the_example_config_is_valid() {
     let path = support::project_dir().join("roost.example.toml");
-    let out = roost_bin()
-        .arg("check-config")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check_config(&path);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

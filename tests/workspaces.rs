@@ -9,91 +9,10 @@ use std::time::{Duration, Instant};
 
 use roost::workspace::registry::Phase;
 use roost::workspace::runtime::Runtime;
-use support::docker::{self, Cleanup};
-use support::issuer::TestIssuer;
-use support::roost::{workspace_config, workspace_host, TestRoost, AUDIENCE};
-use support::tokens::{auth0_claims, sign};
-
-struct World {
-    issuer: TestIssuer,
-    runtime: Arc<dyn Runtime>,
-    cleanup: Cleanup,
-}
-
-impl World {
-    async fn new(name: &str) -> Option<World> {
-        let cleanup = Cleanup::new(name);
-        let runtime = docker::engine(&cleanup).await?;
-        Some(World {
-            issuer: TestIssuer::start(&["k1"]).await,
-            runtime,
-            cleanup,
-        })
-    }
-
-    /// A user name unique to this test (and a valid slug as it is).
-    fn user(&self, who: &str) -> String {
-        format!("{who}-{}", self.cleanup.id)
-    }
-
-    fn token(&self, user: &str) -> String {
-        sign("k1", Some("k1"), &auth0_claims(&self.issuer.url, AUDIENCE, user))
-    }
-
-    fn config(&self, extra: &str) -> String {
-        workspace_config(&self.issuer.url, &format!("{}\n{extra}", self.cleanup.labels_toml()))
-    }
-
-    async fn roost(&self, extra: &str) -> TestRoost {
-        let roost = TestRoost::start_with(&self.config(extra), Some(self.runtime.clone())).await;
-        roost.wait_ready().await;
-        roost
-    }
-}
-
-fn container(user: &str) -> String {
-    format!("roost-{user}")
-}
-
-/// Polls `check` every 50 ms until true, or panics after `secs`.
-async fn until(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// `/auth` until it is 200 (a 503 + Retry-After means "starting, ask again").
-async fn auth_until_ok(roost: &TestRoost, user: &str, token: &str) -> support::http::Reply {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let r = roost.auth(&workspace_host(user), Some(token)).await;
-        if r.status == 200 {
-            return r;
-        }
-        assert_eq!(r.status, 503, "{}", r.body);
-        assert!(r.header("retry-after").is_some());
-        assert!(Instant::now() < deadline, "never ready: {}", r.body);
-    }
-}
-
-fn echo_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let out = std::process::Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}", &format!("http://{addr}{path}")])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.parse().unwrap_or(0), body.to_string())
-}
-
-fn ready_addr(roost: &TestRoost, user: &str) -> std::net::SocketAddr {
-    match roost.app.workspaces.as_ref().unwrap().get(user).map(|e| e.phase()) {
-        Some(Phase::Ready(addr)) => addr,
-        other => panic!("{user} not ready: {other:?}"),
-    }
-}
+use support::docker;
+use support::roost::{workspace_host, TestRoost, AUDIENCE};
+use support::tokens::sign;
+use support::workspace::{auth_until_ok, container, echo_get, ready_addr, until, World};
 
 #[tokio::test]
 async fn first_request_spawns_a_hardened_workspace() {

@@ -10,6 +10,7 @@ pub mod oidc_mock;
 pub mod roost;
 pub mod tokens;
 pub mod traefik;
+pub mod workspace;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
