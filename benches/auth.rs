@@ -41,6 +41,11 @@ impl KeyFetcher for StaticFetcher {
             }
         })
     }
+
+    fn post_form<'a>(&'a self, _url: &'a str, _form: String) -> BoxFuture<'a, Result<Bytes, FetchError>> {
+        // The benchmarks never sign a browser in.
+        Box::pin(async { Err(FetchError::Status(404)) })
+    }
 }
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -149,6 +154,7 @@ fn route_table(c: &mut Criterion) {
         roost_url: "http://roost:8080".into(),
         scheme: roost::config::Scheme::Https,
         tls_resolver: Some("letsencrypt".into()),
+        public_port: 443,
     };
     let ready: Vec<(Arc<str>, std::net::SocketAddr)> = (0..10_000u32)
         .map(|i| {

@@ -10,12 +10,13 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{KeyFetcher, KeyStore, Verifier};
+use crate::auth::{KeyFetcher, KeyStore, Login, Sessions, Verifier};
 use crate::config::Config;
 use crate::forward_auth::ForwardAuth;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
+use crate::public_url::PublicOrigin;
 use crate::traefik::RouteTable;
 use crate::workspace::registry::Registry;
 use crate::workspace::runtime::Runtime;
@@ -29,6 +30,8 @@ pub struct App {
     pub verifier: Arc<Verifier>,
     pub limits: Arc<Limits>,
     pub forward_auth: ForwardAuth,
+    /// Browser sign-in, when `oidc.client_id` is set.
+    pub login: Option<Login>,
     /// The workspaces, when a container runtime is configured.
     pub workspaces: Option<Arc<Registry>>,
     /// What `GET /traefik` serves.
@@ -43,7 +46,7 @@ impl App {
     pub fn new(config: Config, fetcher: Arc<dyn KeyFetcher>, runtime: Option<Arc<dyn Runtime>>) -> Arc<App> {
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::new());
-        let keys = Arc::new(KeyStore::new(&config.oidc, fetcher, metrics.clone()));
+        let keys = Arc::new(KeyStore::new(&config.oidc, fetcher.clone(), metrics.clone()));
         let verifier = Arc::new(Verifier::new(&config.oidc, keys.clone(), metrics.clone()));
         let limits = Arc::new(Limits::new(&config.limits));
         let workspaces = runtime.map(|rt| Registry::new(rt, config.workspace.clone(), metrics.clone()));
@@ -51,7 +54,26 @@ impl App {
             Some(registry) => Arc::new(registry.clone()),
             None => Arc::new(AlwaysReady),
         };
-        let forward_auth = ForwardAuth::new(&config.routing, verifier.clone(), limits.clone(), gate, metrics.clone());
+        let origin = PublicOrigin::new(&config.routing);
+        let sessions = Sessions::new(&config.secrets, &config.session, &origin).map(Arc::new);
+        let login = sessions.as_ref().and_then(|s| {
+            Login::new(
+                &config,
+                &origin,
+                s.clone(),
+                keys.clone(),
+                fetcher.clone(),
+                verifier.clone(),
+            )
+        });
+        let forward_auth = ForwardAuth::new(
+            origin,
+            verifier.clone(),
+            sessions,
+            limits.clone(),
+            gate,
+            metrics.clone(),
+        );
         let routes = RouteTable::new(config.routing.clone());
         Arc::new(App {
             routes,
@@ -62,6 +84,7 @@ impl App {
             verifier,
             limits,
             forward_auth,
+            login,
             workspaces,
         })
     }

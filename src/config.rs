@@ -74,6 +74,9 @@ pub struct Secrets {
     pub oidc_client_secret: Option<Secret>,
     /// `ROOST_COOKIE_KEY`: encrypts session cookies.
     pub cookie_key: Option<Secret>,
+    /// `ROOST_COOKIE_KEY_PREVIOUS`: the key before the last rotation; its
+    /// cookies are still accepted (and re-sealed with the current key).
+    pub cookie_key_previous: Option<Secret>,
     /// `ROOST_REDIS_URL`: shared soft state across replicas.
     pub redis_url: Option<Secret>,
 }
@@ -85,6 +88,7 @@ impl Secrets {
         Secrets {
             oidc_client_secret: get("ROOST_OIDC_CLIENT_SECRET"),
             cookie_key: get("ROOST_COOKIE_KEY"),
+            cookie_key_previous: get("ROOST_COOKIE_KEY_PREVIOUS"),
             redis_url: get("ROOST_REDIS_URL"),
         }
     }
@@ -98,6 +102,7 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub workspace: WorkspaceConfig,
     pub limits: LimitsConfig,
+    pub session: SessionConfig,
     pub secrets: Secrets,
 }
 
@@ -132,8 +137,10 @@ pub struct OidcConfig {
     pub jwks_refresh: Duration,
     /// At most one refetch per this interval on an unknown `kid`.
     pub jwks_min_refetch: Duration,
-    /// Bound on each discovery / JWKS request.
+    /// Bound on each discovery / JWKS / token request.
     pub http_timeout: Duration,
+    /// Scopes asked for at browser sign-in.
+    pub scopes: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +168,9 @@ pub struct RoutingConfig {
     pub scheme: Scheme,
     /// Traefik certificate resolver for the workspace routers (https).
     pub tls_resolver: Option<String>,
+    /// The port browsers use (default: the scheme's); part of every absolute
+    /// URL roost sends a browser to.
+    pub public_port: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +213,20 @@ pub struct WorkspaceConfig {
 pub struct LimitsConfig {
     pub unauthenticated_per_ip: Rate,
     pub authenticated_per_user: Rate,
+}
+
+/// Browser sessions (`[session]`).
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// A session ends after this long without use (sliding expiry).
+    pub lifetime: Duration,
+    /// ... and this long after sign-in, however much it is used.
+    pub max_age: Duration,
+    /// How long a sign-in attempt (its state cookie) stays valid.
+    pub login_timeout: Duration,
+    /// Where the provider sends a browser after sign-out (default: roost's
+    /// signed-out page).
+    pub logout_return_url: Option<String>,
 }
 
 /// Traefik gives up on a forwardAuth answer after 30 s; roost must answer first.

@@ -10,7 +10,7 @@ use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AU
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, LoginError};
 use crate::limits::RetryAfter;
 use crate::workspace::RuntimeError;
 
@@ -38,6 +38,12 @@ pub enum HttpError {
     NotFound,
     #[error("not ready: {0}")]
     NotReady(&'static str),
+    #[error("sign-in: {0}")]
+    Login(#[from] LoginError),
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("method not allowed")]
+    MethodNotAllowed,
 }
 
 impl HttpError {
@@ -51,6 +57,19 @@ impl HttpError {
             HttpError::Runtime(RuntimeError::NoSuchWorkspace) => StatusCode::NOT_FOUND,
             HttpError::Runtime(_) | HttpError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::NotFound => StatusCode::NOT_FOUND,
+            HttpError::Login(e) => match e {
+                LoginError::NotConfigured => StatusCode::NOT_FOUND,
+                LoginError::NotDiscovered | LoginError::Exchange(_) | LoginError::BadTokenResponse => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                LoginError::Incomplete | LoginError::NoPending | LoginError::Expired | LoginError::Replayed => {
+                    StatusCode::BAD_REQUEST
+                }
+                LoginError::Denied(_) => StatusCode::FORBIDDEN,
+                LoginError::IdToken(_) => StatusCode::UNAUTHORIZED,
+            },
+            HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -67,6 +86,19 @@ impl HttpError {
             HttpError::Runtime(_) => "your workspace could not start",
             HttpError::NotFound => "not found",
             HttpError::NotReady(reason) => reason,
+            HttpError::Login(e) => match e {
+                LoginError::NotConfigured => "browser sign-in is not enabled",
+                LoginError::NotDiscovered | LoginError::Exchange(_) | LoginError::BadTokenResponse => {
+                    "sign-in is temporarily unavailable; try again shortly"
+                }
+                LoginError::Incomplete | LoginError::NoPending | LoginError::Expired | LoginError::Replayed => {
+                    "this sign-in link is invalid or has expired; open your workspace to sign in again"
+                }
+                LoginError::Denied(_) => "sign-in was refused",
+                LoginError::IdToken(_) => "sign-in failed",
+            },
+            HttpError::BadRequest(reason) => reason,
+            HttpError::MethodNotAllowed => "method not allowed",
         }
     }
 
@@ -80,6 +112,9 @@ impl HttpError {
             HttpError::Runtime(RuntimeError::NotOwner | RuntimeError::NoSuchWorkspace) => None,
             HttpError::Runtime(_) => Some(Duration::from_secs(5)),
             HttpError::NotReady(_) => Some(Duration::from_secs(1)),
+            HttpError::Login(LoginError::NotDiscovered | LoginError::Exchange(_) | LoginError::BadTokenResponse) => {
+                Some(Duration::from_secs(5))
+            }
             _ => None,
         }
     }
@@ -93,7 +128,7 @@ impl HttpError {
         }
         let mut resp = text_response(status, self.public_message());
         let headers = resp.headers_mut();
-        if status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::UNAUTHORIZED && !matches!(self, HttpError::Login(_)) {
             headers.insert(
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static(r#"Bearer realm="roost", error="invalid_token""#),

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 
-use crate::auth::{AuthError, Identity, Verifier};
+use crate::auth::session::{cookie_value, SESSION_COOKIE};
+use crate::auth::{AuthError, Identity, Sessions, Verifier};
+use crate::public_url::{encode, PublicOrigin};
 use bytes::Bytes;
 
 use crate::error::{full, Body, HttpError};
@@ -81,6 +83,8 @@ impl ClientKind {
 pub enum Credential<'a> {
     None,
     Bearer(&'a str),
+    /// A browser's session cookie (only when there is no `Authorization`).
+    Session(&'a str),
     /// An `Authorization` header that is not a bearer token.
     Unsupported,
 }
@@ -101,7 +105,10 @@ impl<'a> AuthRequest<'a> {
             .and_then(|ip| ip.trim().parse().ok())
             .unwrap_or(peer);
         let credential = match headers.get(AUTHORIZATION).map(HeaderValue::as_bytes) {
-            None => Credential::None,
+            None => match cookie_value(headers.get(COOKIE), SESSION_COOKIE) {
+                Some(v) if !v.is_empty() => Credential::Session(v),
+                _ => Credential::None,
+            },
             Some(v) if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") => match std::str::from_utf8(&v[7..]) {
                 Ok(token) if !token.trim().is_empty() => Credential::Bearer(token.trim()),
                 Ok(_) => Credential::None,
@@ -156,15 +163,19 @@ pub struct Allowed<'r> {
     pub identity: Arc<Identity>,
     pub workspace: &'r str,
     pub address: Option<SocketAddr>,
+    /// A renewed session cookie to hand back to the browser.
+    pub set_cookie: Option<HeaderValue>,
 }
 
 /// The `/auth` decision and what it needs.
 pub struct ForwardAuth {
     /// `.` + `routing.domain`.
     dot_domain: String,
-    /// `<scheme>://<domain>`: the public origin of roost's own pages.
-    origin: String,
+    /// Where absolute URLs point.
+    origin: PublicOrigin,
     verifier: Arc<Verifier>,
+    /// Browser sessions, when a cookie key is configured.
+    sessions: Option<Arc<Sessions>>,
     limits: Arc<Limits>,
     gate: Arc<dyn ReadinessGate>,
     metrics: Arc<Metrics>,
@@ -172,16 +183,18 @@ pub struct ForwardAuth {
 
 impl ForwardAuth {
     pub fn new(
-        routing: &crate::config::RoutingConfig,
+        origin: PublicOrigin,
         verifier: Arc<Verifier>,
+        sessions: Option<Arc<Sessions>>,
         limits: Arc<Limits>,
         gate: Arc<dyn ReadinessGate>,
         metrics: Arc<Metrics>,
     ) -> Self {
         ForwardAuth {
-            dot_domain: format!(".{}", routing.domain),
-            origin: format!("{}://{}", routing.scheme.as_str(), routing.domain),
+            dot_domain: format!(".{}", origin.domain()),
+            origin,
             verifier,
+            sessions,
             limits,
             gate,
             metrics,
@@ -192,7 +205,8 @@ impl ForwardAuth {
     /// the page it asked for. Built from the configured origin and the
     /// validated workspace host, never from unvalidated headers.
     pub fn sign_in(&self, req: &AuthRequest<'_>, err: &HttpError) -> Option<Response<Body>> {
-        if !matches!(err, HttpError::Unauthenticated(AuthError::Missing)) {
+        let stale_session = matches!(err, HttpError::Unauthenticated(AuthError::Session(_)));
+        if !matches!(err, HttpError::Unauthenticated(AuthError::Missing)) && !stale_session {
             return None;
         }
         let client = req.client.unwrap_or_else(|| {
@@ -210,16 +224,25 @@ impl ForwardAuth {
         let uri = req
             .uri
             .or_else(|| req.headers.get("x-forwarded-uri").and_then(|v| v.to_str().ok()));
-        let path = uri.filter(|u| u.starts_with('/')).unwrap_or("/");
-        let back = format!("{}://{host}{path}", &self.origin[..self.origin.find("://")?]);
-        let location = format!("{}/_roost/login?rd={}", self.origin, percent_encode(&back));
-        let mut resp = Response::new(full(Bytes::new()));
-        *resp.status_mut() = status;
-        resp.headers_mut()
-            .insert(http::header::LOCATION, HeaderValue::from_str(&location).ok()?);
-        resp.headers_mut()
-            .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let path = uri
+            .filter(|u| u.starts_with('/') && !u.starts_with("//"))
+            .unwrap_or("/");
+        let back = self.origin.host_url(host, path);
+        let location = self.origin.url(&format!("/_roost/login?rd={}", encode(&back)));
+        let mut resp = crate::auth::login::redirect(status, &location);
+        if let (true, Some(sessions)) = (stale_session, &self.sessions) {
+            resp.headers_mut()
+                .append(http::header::SET_COOKIE, sessions.clear_cookie());
+        }
         Some(resp)
+    }
+
+    pub fn origin(&self) -> &PublicOrigin {
+        &self.origin
+    }
+
+    pub fn sessions(&self) -> Option<&Arc<Sessions>> {
+        self.sessions.as_ref()
     }
 
     /// How long `/auth` waits for a starting workspace.
@@ -250,7 +273,7 @@ impl ForwardAuth {
             .as_deref()
             .and_then(|h| self.workspace_of(h))
             .ok_or(HttpError::Forbidden("not a workspace host"))?;
-        let identity = self.authenticate(req).await?;
+        let (identity, set_cookie) = self.authenticate(req).await?;
         if !(identity.admin || *identity.slug == *workspace) {
             return Err(HttpError::Forbidden("not your workspace"));
         }
@@ -273,16 +296,17 @@ impl ForwardAuth {
             identity,
             workspace,
             address,
+            set_cookie,
         })
     }
 
     /// Who is asking. Missing and failed credentials count against the
     /// per-address limit; an address that ran out is refused before any
     /// verification work.
-    async fn authenticate(&self, req: &AuthRequest<'_>) -> Result<Arc<Identity>, HttpError> {
+    pub async fn authenticate(&self, req: &AuthRequest<'_>) -> Result<(Arc<Identity>, Option<HeaderValue>), HttpError> {
         if let Credential::Bearer(token) = req.credential {
             if let Some(identity) = self.verifier.cached(token) {
-                return Ok(identity);
+                return Ok((identity, None));
             }
         }
         if let Err(wait) = self.limits.blocked(req.client_ip) {
@@ -290,11 +314,12 @@ impl ForwardAuth {
             return Err(HttpError::RateLimited("per address", wait));
         }
         let result = match req.credential {
-            Credential::Bearer(token) => self.verifier.verify(token).await,
+            Credential::Bearer(token) => self.verifier.verify(token).await.map(|i| (i, None)),
+            Credential::Session(value) => self.open_session(value),
             Credential::None | Credential::Unsupported => Err(AuthError::Missing),
         };
         match result {
-            Ok(identity) => Ok(identity),
+            Ok(found) => Ok(found),
             Err(AuthError::KeysUnavailable) => Err(AuthError::KeysUnavailable.into()),
             Err(e) => match self.limits.unauthenticated(req.client_ip) {
                 Ok(()) => Err(e.into()),
@@ -308,16 +333,14 @@ impl ForwardAuth {
     }
 }
 
-/// Percent-encodes everything but unreserved characters (RFC 3986).
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3 / 2);
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
+impl ForwardAuth {
+    /// A session cookie's identity, and the renewed cookie when it is due.
+    fn open_session(&self, value: &str) -> Result<(Arc<Identity>, Option<HeaderValue>), AuthError> {
+        let sessions = self.sessions.as_ref().ok_or(AuthError::Missing)?;
+        let opened = sessions.open(value)?;
+        let renewed = opened.refresh.then(|| sessions.renew(&opened.session));
+        Ok((Arc::new(sessions.identity(&opened.session)?), renewed))
     }
-    out
 }
 
 /// `GET /auth`: 200 with the identity headers, a browser sent to sign in,
@@ -337,6 +360,10 @@ pub async fn handle(fa: &ForwardAuth, req: &AuthRequest<'_>) -> Result<Response<
     headers.insert(X_ROOST_EMAIL, allowed.identity.email_header.clone());
     if let Some(cookie) = workspace_cookie(req.cookie) {
         headers.insert(COOKIE, cookie);
+    }
+    if let Some(set_cookie) = allowed.set_cookie {
+        // Traefik hands it to the browser (`addAuthCookiesToResponse`).
+        headers.insert(http::header::SET_COOKIE, set_cookie);
     }
     Ok(resp)
 }

@@ -14,10 +14,16 @@
 //! - [`forward_auth`]: the `/auth` decision: host → workspace, caller,
 //!   ownership, limits, readiness.
 //! - [`auth`]: signing keys ([`auth::jwks`]), token verification with the
-//!   claims cache, the verified [`auth::Identity`].
+//!   claims cache, the verified [`auth::Identity`], browser sessions
+//!   ([`auth::session`]) and sign-in ([`auth::login`]).
+//! - [`public_url`]: absolute URLs from the configured public origin, and
+//!   which redirect targets are safe.
+//! - [`pages`]: the bare domain: landing, sign-in endpoints, the user's
+//!   status page and JSON API, security headers.
 //! - [`slug`]: claim value → workspace name.
 //! - [`limits`]: governor rate limits per address and per user.
-//! - [`workspace`]: the readiness gate the container runtime plugs into.
+//! - [`workspace`]: the container runtime (Docker via bollard), the registry
+//!   (single-flight wake), the reaper, engine events, the status view.
 //! - [`error`]: every refusal turned into its response, in one place.
 //! - [`traefik`]: `GET /traefik`, the dynamic configuration for Traefik's
 //!   HTTP provider, rendered on change and served from memory.
@@ -32,7 +38,9 @@ pub mod error;
 pub mod forward_auth;
 pub mod limits;
 pub mod metrics;
+pub mod pages;
 pub mod proxy;
+pub mod public_url;
 pub mod server;
 pub mod slug;
 pub mod traefik;

@@ -39,7 +39,7 @@ macro_rules! label_enum {
 }
 
 label_enum! {
-    pub enum Endpoint { Auth => "auth", Traefik => "traefik", Proxy => "proxy", Healthz => "healthz", Readyz => "readyz", Metrics => "metrics", Other => "other" }
+    pub enum Endpoint { Auth => "auth", Traefik => "traefik", Proxy => "proxy", Pages => "pages", Healthz => "healthz", Readyz => "readyz", Metrics => "metrics", Other => "other" }
 }
 
 label_enum! {

@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use base64::Engine;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
@@ -21,7 +20,6 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -97,14 +95,19 @@ pub async fn handle(proxy: &Proxy, fa: &ForwardAuth, mut req: Request<Incoming>,
         auth.client = Some(ClientKind::of(Some(req.method().as_str().as_bytes()), req.headers()));
         auth.uri = req.uri().path_and_query().map(|p| p.as_str());
         match fa.decide_within(&auth, wait).await {
-            Ok(allowed) => Ok((allowed.identity, allowed.workspace.to_string(), allowed.address)),
+            Ok(allowed) => Ok((
+                allowed.identity,
+                allowed.workspace.to_string(),
+                allowed.address,
+                allowed.set_cookie,
+            )),
             Err(e) => match fa.sign_in(&auth, &e) {
                 Some(redirect) => return redirect,
                 None => Err(e),
             },
         }
     };
-    let (identity, workspace, address) = match decided {
+    let (identity, workspace, address, set_cookie) = match decided {
         Ok(ok) => ok,
         Err(HttpError::Runtime(RuntimeError::NotReady { .. })) if browser => {
             let host = req
@@ -112,7 +115,7 @@ pub async fn handle(proxy: &Proxy, fa: &ForwardAuth, mut req: Request<Incoming>,
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or("");
-            return starting_page(host.split('.').next().unwrap_or(""));
+            return starting_page(host.split('.').next().unwrap_or(""), fa.origin().is_https());
         }
         Err(e) => return e.into_response(),
     };
@@ -148,11 +151,17 @@ pub async fn handle(proxy: &Proxy, fa: &ForwardAuth, mut req: Request<Incoming>,
                 }
             });
         }
-        let (parts, _) = resp.into_parts();
+        let (mut parts, _) = resp.into_parts();
+        if let Some(c) = set_cookie {
+            parts.headers.append(header::SET_COOKIE, c);
+        }
         return Response::from_parts(parts, full(Bytes::new()));
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
+    if let Some(c) = set_cookie {
+        parts.headers.append(header::SET_COOKIE, c);
+    }
     Response::from_parts(parts, Body::Right(body))
 }
 
@@ -236,15 +245,9 @@ poll();
 
 /// The "starting your workspace" page: no-store, and it reloads itself the
 /// moment the workspace is ready (a long poll, not a fixed refresh).
-fn starting_page(workspace: &str) -> Response<Body> {
+fn starting_page(workspace: &str, https: bool) -> Response<Body> {
     static CSP: OnceLock<String> = OnceLock::new();
-    let csp = CSP.get_or_init(|| {
-        let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(STARTING_SCRIPT.as_bytes()));
-        format!(
-            "default-src 'none'; script-src 'sha256-{hash}'; style-src 'unsafe-inline'; connect-src 'self'; \
-             frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-        )
-    });
+    let csp = CSP.get_or_init(|| crate::pages::csp_with_script(STARTING_SCRIPT, "'self'"));
     let name: String = workspace
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
@@ -260,18 +263,5 @@ fn starting_page(workspace: &str) -> Response<Body> {
          <p><code>{name}</code></p><p id=\"status\">Creating or waking its container…</p></main>\
          <script>{STARTING_SCRIPT}</script></body></html>"
     );
-    let mut resp = Response::new(full(html));
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    if let Ok(v) = HeaderValue::from_str(csp) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, v);
-    }
-    resp
+    crate::pages::html_response(StatusCode::OK, html, csp, https)
 }

@@ -56,7 +56,7 @@ pub fn render(routing: &RoutingConfig, ready: &[(Arc<str>, SocketAddr)]) -> Byte
     let forward_auth = |out: &mut String, name: &str, address: &str| {
         let _ = write!(
             out,
-            r#"{}:{{"forwardAuth":{{"address":{},"authResponseHeaders":{auth_headers},"maxResponseBodySize":{AUTH_RESPONSE_CAP},"trustForwardHeader":false}}}}"#,
+            r#"{}:{{"forwardAuth":{{"addAuthCookiesToResponse":["roost_session"],"address":{},"authResponseHeaders":{auth_headers},"maxResponseBodySize":{AUTH_RESPONSE_CAP},"trustForwardHeader":false}}}}"#,
             q(name),
             q(address)
         );
@@ -198,6 +198,7 @@ mod tests {
             roost_url: "http://roost:8080".into(),
             scheme: Scheme::Http,
             tls_resolver: None,
+            public_port: 443,
         }
     }
 

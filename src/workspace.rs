@@ -16,6 +16,7 @@ pub mod reaper;
 pub mod registry;
 pub mod runtime;
 pub mod spec;
+pub mod status;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -31,6 +31,8 @@ pub enum AuthError {
     Claims(&'static str),
     #[error("signing keys not loaded yet")]
     KeysUnavailable,
+    #[error("session cookie refused: {0}")]
+    Session(&'static str),
 }
 
 impl AuthError {
@@ -39,6 +41,7 @@ impl AuthError {
         match self {
             AuthError::Missing => "authentication required",
             AuthError::Expired => "token expired",
+            AuthError::Session(_) => "session expired; sign in again",
             AuthError::KeysUnavailable => "authentication temporarily unavailable",
             _ => "invalid token",
         }
@@ -60,6 +63,7 @@ impl AuthError {
             AuthError::Rejected(_) => "rejected",
             AuthError::Claims(_) => "claims",
             AuthError::KeysUnavailable => "keys_unavailable",
+            AuthError::Session(_) => "session",
         }
     }
 

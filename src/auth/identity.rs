@@ -51,6 +51,11 @@ impl Identity {
             Some(Value::Array(perms)) => perms.iter().any(|p| p.as_str() == Some(admin_permission)),
             _ => false,
         };
+        Identity::new(sub, username, email, admin, exp)
+    }
+
+    /// An identity from its parts (a browser session carries them).
+    pub fn new(sub: &str, username: &str, email: Option<String>, admin: bool, exp: u64) -> Result<Identity, AuthError> {
         let user_header = HeaderValue::from_str(sub).map_err(|_| AuthError::Claims("sub not a header value"))?;
         let email_header = email
             .as_deref()

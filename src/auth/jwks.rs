@@ -16,7 +16,7 @@ use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -51,11 +51,14 @@ pub enum FetchError {
 /// real one is [`HttpFetcher`].
 pub trait KeyFetcher: Send + Sync + 'static {
     fn fetch<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Bytes, FetchError>>;
+    /// POSTs a form (`application/x-www-form-urlencoded`): the sign-in code
+    /// exchange at the provider's token endpoint.
+    fn post_form<'a>(&'a self, url: &'a str, form: String) -> BoxFuture<'a, Result<Bytes, FetchError>>;
 }
 
 /// The real fetcher: a pooled hyper client with rustls (Auth0 is https).
 pub struct HttpFetcher {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Duration,
 }
 
@@ -73,32 +76,50 @@ impl HttpFetcher {
     }
 }
 
+impl HttpFetcher {
+    async fn send(&self, req: http::Request<Full<Bytes>>) -> Result<Bytes, FetchError> {
+        let work = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| FetchError::Transport(e.into()))?;
+            if !resp.status().is_success() {
+                return Err(FetchError::Status(resp.status().as_u16()));
+            }
+            let body = Limited::new(resp.into_body(), MAX_DOCUMENT_BYTES)
+                .collect()
+                .await
+                .map_err(FetchError::Transport)?;
+            Ok(body.to_bytes())
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| FetchError::Timeout)?
+    }
+}
+
 impl KeyFetcher for HttpFetcher {
     fn fetch<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Bytes, FetchError>> {
         Box::pin(async move {
             let uri: http::Uri = url.parse().map_err(|_| FetchError::BadUrl(url.to_string()))?;
             let req = http::Request::get(uri)
                 .header(http::header::ACCEPT, "application/json")
-                .body(Empty::new())
+                .body(Full::default())
                 .map_err(|e| FetchError::Transport(e.into()))?;
-            let work = async {
-                let resp = self
-                    .client
-                    .request(req)
-                    .await
-                    .map_err(|e| FetchError::Transport(e.into()))?;
-                if !resp.status().is_success() {
-                    return Err(FetchError::Status(resp.status().as_u16()));
-                }
-                let body = Limited::new(resp.into_body(), MAX_DOCUMENT_BYTES)
-                    .collect()
-                    .await
-                    .map_err(FetchError::Transport)?;
-                Ok(body.to_bytes())
-            };
-            tokio::time::timeout(self.timeout, work)
-                .await
-                .map_err(|_| FetchError::Timeout)?
+            self.send(req).await
+        })
+    }
+
+    fn post_form<'a>(&'a self, url: &'a str, form: String) -> BoxFuture<'a, Result<Bytes, FetchError>> {
+        Box::pin(async move {
+            let uri: http::Uri = url.parse().map_err(|_| FetchError::BadUrl(url.to_string()))?;
+            let req = http::Request::post(uri)
+                .header(http::header::ACCEPT, "application/json")
+                .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Full::new(Bytes::from(form)))
+                .map_err(|e| FetchError::Transport(e.into()))?;
+            self.send(req).await
         })
     }
 }
@@ -143,6 +164,19 @@ pub struct KeySet {
 struct Discovery {
     issuer: String,
     jwks_uri: String,
+    authorization_endpoint: Option<String>,
+    token_endpoint: Option<String>,
+    end_session_endpoint: Option<String>,
+}
+
+/// The provider's endpoints, from discovery.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub jwks_uri: String,
+    pub authorization: Option<String>,
+    pub token: Option<String>,
+    /// RP-initiated logout (Auth0: `/oidc/logout`), when offered.
+    pub end_session: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -164,7 +198,7 @@ pub struct KeyStore {
     fetcher: Arc<dyn KeyFetcher>,
     metrics: Arc<Metrics>,
     refresh_every: Duration,
-    jwks_uri: ArcSwapOption<String>,
+    endpoints: ArcSwapOption<Endpoints>,
     keys: ArcSwapOption<KeySet>,
     /// Bumped whenever a refresh drops a key, so cached verdicts made with it
     /// stop counting.
@@ -183,7 +217,7 @@ impl KeyStore {
             fetcher,
             metrics,
             refresh_every: oidc.jwks_refresh,
-            jwks_uri: ArcSwapOption::empty(),
+            endpoints: ArcSwapOption::empty(),
             keys: ArcSwapOption::empty(),
             removals: AtomicU64::new(0),
             refetch_gate: RateLimiter::direct(quota),
@@ -264,15 +298,16 @@ impl KeyStore {
     }
 
     async fn load(&self) -> Result<(), KeysError> {
-        let jwks_uri = match self.jwks_uri.load_full() {
-            Some(uri) => uri,
+        let endpoints = match self.endpoints.load_full() {
+            Some(e) => e,
             None => {
-                let uri = Arc::new(self.discover().await?);
-                self.jwks_uri.store(Some(uri.clone()));
-                uri
+                let e = Arc::new(self.discover().await?);
+                self.endpoints.store(Some(e.clone()));
+                e
             }
         };
-        let body = self.fetcher.fetch(&jwks_uri).await.map_err(|source| KeysError::Fetch {
+        let jwks_uri = &endpoints.jwks_uri;
+        let body = self.fetcher.fetch(jwks_uri).await.map_err(|source| KeysError::Fetch {
             what: "JWKS",
             url: jwks_uri.to_string(),
             source,
@@ -295,7 +330,12 @@ impl KeyStore {
         Ok(())
     }
 
-    async fn discover(&self) -> Result<String, KeysError> {
+    /// The provider's endpoints, once discovery was loaded.
+    pub fn endpoints(&self) -> Option<Arc<Endpoints>> {
+        self.endpoints.load_full()
+    }
+
+    async fn discover(&self) -> Result<Endpoints, KeysError> {
         let url = format!("{}/.well-known/openid-configuration", self.issuer.trim_end_matches('/'));
         let body = self.fetcher.fetch(&url).await.map_err(|source| KeysError::Fetch {
             what: "discovery",
@@ -312,7 +352,12 @@ impl KeyStore {
                 discovered: doc.issuer,
             });
         }
-        Ok(doc.jwks_uri)
+        Ok(Endpoints {
+            jwks_uri: doc.jwks_uri,
+            authorization: doc.authorization_endpoint,
+            token: doc.token_endpoint,
+            end_session: doc.end_session_endpoint,
+        })
     }
 
     /// The usable signature keys of a JWKS: asymmetric, for signing, and of

@@ -54,10 +54,22 @@ fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// What a verified ID token says about who signed in.
+#[derive(Debug, Clone)]
+pub struct IdClaims {
+    pub sub: String,
+    /// The value of `oidc.username_claim`.
+    pub username: String,
+    pub email: Option<String>,
+    pub admin: bool,
+}
+
 /// Verifies bearer tokens (and, later, ID tokens from sign-in).
 pub struct Verifier {
     keys: Arc<KeyStore>,
     validation: Validation,
+    /// For sign-in ID tokens: audience `oidc.client_id`.
+    id_validation: Option<Validation>,
     username_claim: String,
     admin_permission: String,
     cache: Cache<TokenHash, Arc<Verdict>>,
@@ -75,9 +87,15 @@ impl Verifier {
         validation.set_audience(&[&oidc.audience]);
         validation.set_issuer(&[&oidc.issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let id_validation = oidc.client_id.as_ref().map(|client_id| {
+            let mut v = validation.clone();
+            v.set_audience(&[client_id]);
+            v
+        });
         Verifier {
             keys,
             validation,
+            id_validation,
             username_claim: oidc.username_claim.clone(),
             admin_permission: oidc.admin_permission.clone(),
             cache: Cache::builder()
@@ -139,11 +157,38 @@ impl Verifier {
     /// Full verification: the signature with a key from the JWKS, then the
     /// claims. The token's header only selects a key by `kid`.
     pub async fn verify_uncached(&self, token: &str) -> Result<Identity, AuthError> {
+        let claims = self.decode(token, &self.validation).await?;
+        Identity::from_claims(&claims, &self.username_claim, &self.admin_permission)
+    }
+
+    /// Verifies an ID token from the sign-in code exchange exactly like a
+    /// bearer token (keys, algorithms, issuer, expiry), but for audience
+    /// `oidc.client_id` and with the `nonce` this sign-in sent.
+    pub async fn verify_id_token(&self, token: &str, nonce: &str) -> Result<IdClaims, AuthError> {
+        let validation = self
+            .id_validation
+            .as_ref()
+            .ok_or(AuthError::Claims("sign-in not configured"))?;
+        let claims = self.decode(token, validation).await?;
+        if claims.get("nonce").and_then(Value::as_str) != Some(nonce) {
+            return Err(AuthError::Claims("nonce mismatch"));
+        }
+        let text = |name: &str| claims.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
+        let identity = Identity::from_claims(&claims, &self.username_claim, &self.admin_permission)?;
+        Ok(IdClaims {
+            sub: identity.sub.to_string(),
+            username: text(&self.username_claim).unwrap_or_default().to_string(),
+            email: identity.email.clone(),
+            admin: identity.admin,
+        })
+    }
+
+    async fn decode(&self, token: &str, validation: &Validation) -> Result<Map<String, Value>, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::TooLarge);
         }
         let header = decode_header(token).map_err(AuthError::Malformed)?;
-        if !self.validation.algorithms.contains(&header.alg) {
+        if !validation.algorithms.contains(&header.alg) {
             return Err(AuthError::AlgorithmNotAllowed(header.alg));
         }
         let key = match self.keys.key_for(header.kid.as_deref()).await {
@@ -154,7 +199,7 @@ impl Verifier {
         if key.alg.is_some_and(|alg| alg != header.alg) {
             return Err(AuthError::AlgorithmNotAllowed(header.alg));
         }
-        let data = decode::<Map<String, Value>>(token, &key.decoding, &self.validation).map_err(AuthError::from_jwt)?;
-        Identity::from_claims(&data.claims, &self.username_claim, &self.admin_permission)
+        let data = decode::<Map<String, Value>>(token, &key.decoding, validation).map_err(AuthError::from_jwt)?;
+        Ok(data.claims)
     }
 }

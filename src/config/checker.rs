@@ -113,10 +113,21 @@ pub(super) fn validate(raw: RawConfig, secrets: Secrets, c: &mut Checker) -> Opt
     let routing = routing(raw.routing, c);
     let workspace = workspace(raw.workspace, c);
     let limits = limits(raw.limits, c);
-    if let Some(key) = &secrets.cookie_key {
-        if key.expose().len() < 32 {
-            c.error("ROOST_COOKIE_KEY", "too short (at least 32 characters)");
+    let session = session(raw.session, c);
+    for (name, key) in [
+        ("ROOST_COOKIE_KEY", &secrets.cookie_key),
+        ("ROOST_COOKIE_KEY_PREVIOUS", &secrets.cookie_key_previous),
+    ] {
+        if key.as_ref().is_some_and(|k| k.expose().len() < 32) {
+            c.error(name, "too short (at least 32 characters)");
         }
+    }
+    let sign_in = oidc.as_ref().is_some_and(|o| o.client_id.is_some());
+    if sign_in && secrets.cookie_key.is_none() {
+        c.error(
+            "ROOST_COOKIE_KEY",
+            "required when oidc.client_id is set (browser sign-in seals its cookies with it)",
+        );
     }
     Some(Config {
         listen: listen?,
@@ -125,7 +136,31 @@ pub(super) fn validate(raw: RawConfig, secrets: Secrets, c: &mut Checker) -> Opt
         routing: routing?,
         workspace: workspace?,
         limits: limits?,
+        session: session?,
         secrets,
+    })
+}
+
+fn session(raw: super::raw::RawSession, c: &mut Checker) -> Option<SessionConfig> {
+    let lifetime = c.duration("session.lifetime", raw.lifetime, "8h");
+    let max_age = c.duration("session.max_age", raw.max_age, "7d");
+    let login_timeout = c.duration("session.login_timeout", raw.login_timeout, "10m");
+    let logout_return_url = c.optional("session.logout_return_url", raw.logout_return_url);
+    if let Some(url) = &logout_return_url {
+        if !matches!(url::Url::parse(url), Ok(u) if matches!(u.scheme(), "http" | "https")) {
+            c.error("session.logout_return_url", format!("{url:?} is not an http(s) URL"));
+        }
+    }
+    if let (Some(l), Some(m)) = (lifetime, max_age) {
+        if m < l {
+            c.error("session.max_age", "must be at least session.lifetime");
+        }
+    }
+    Some(SessionConfig {
+        lifetime: lifetime?,
+        max_age: max_age?,
+        login_timeout: login_timeout?,
+        logout_return_url,
     })
 }
 
@@ -205,6 +240,13 @@ fn oidc(raw: super::raw::RawOidc, c: &mut Checker) -> Option<OidcConfig> {
     let jwks_refresh = c.duration("oidc.jwks_refresh", raw.jwks_refresh, "1h");
     let jwks_min_refetch = c.duration("oidc.jwks_min_refetch", raw.jwks_min_refetch, "30s");
     let http_timeout = c.duration("oidc.http_timeout", raw.http_timeout, "5s");
+    let scopes = c.non_empty("oidc.scopes", raw.scopes, Some("openid profile email"));
+    if scopes
+        .as_ref()
+        .is_some_and(|s| !s.split_whitespace().any(|s| s == "openid"))
+    {
+        c.error("oidc.scopes", "must include \"openid\"");
+    }
     Some(OidcConfig {
         issuer: issuer?,
         audience: audience?,
@@ -216,6 +258,7 @@ fn oidc(raw: super::raw::RawOidc, c: &mut Checker) -> Option<OidcConfig> {
         jwks_refresh: jwks_refresh?,
         jwks_min_refetch: jwks_min_refetch?,
         http_timeout: http_timeout?,
+        scopes: scopes?,
     })
 }
 
@@ -269,12 +312,26 @@ fn routing(raw: super::raw::RawRouting, c: &mut Checker) -> Option<RoutingConfig
         _ => Err(format!("{s:?} is not \"http\" or \"https\"")),
     });
     let tls_resolver = c.optional("routing.tls_resolver", raw.tls_resolver);
+    let public_port = match c.optional("routing.public_port", raw.public_port) {
+        None => scheme.map(|s| match s {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }),
+        Some(p) => match u16::try_from(p) {
+            Ok(p) if p > 0 => Some(p),
+            _ => {
+                c.error("routing.public_port", format!("{p} is not a port (1 to 65535)"));
+                None
+            }
+        },
+    };
     Some(RoutingConfig {
         tls_resolver,
         domain: domain?,
         entrypoints: entrypoints?,
         roost_url: roost_url?,
         scheme: scheme?,
+        public_port: public_port?,
     })
 }
 

@@ -25,6 +25,8 @@ pub struct RawConfig {
     pub workspace: RawWorkspace,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub session: RawSession,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -47,6 +49,7 @@ pub struct RawOidc {
     pub jwks_refresh: L<String>,
     pub jwks_min_refetch: L<String>,
     pub http_timeout: L<String>,
+    pub scopes: L<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -56,6 +59,7 @@ pub struct RawRouting {
     pub roost_url: L<String>,
     pub scheme: L<String>,
     pub tls_resolver: L<String>,
+    pub public_port: L<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,4 +88,12 @@ pub struct RawWorkspace {
 pub struct RawLimits {
     pub unauthenticated_per_ip: L<String>,
     pub authenticated_per_user: L<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSession {
+    pub lifetime: L<String>,
+    pub max_age: L<String>,
+    pub login_timeout: L<String>,
+    pub logout_return_url: L<String>,
 }

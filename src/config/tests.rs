@@ -86,12 +86,47 @@ fn secrets_are_never_shown() {
     let secrets = Secrets {
         oidc_client_secret: Some(Secret::new("hunter2-client-secret")),
         cookie_key: Some(Secret::new("0123456789abcdef0123456789abcdef-cookie")),
+        cookie_key_previous: Some(Secret::new("0123456789abcdef0123456789abcdef-previous")),
         redis_url: None,
     };
     let c = Config::from_toml(MINIMAL, secrets).unwrap();
     let shown = format!("{c:?}");
     assert!(!shown.contains("hunter2"));
     assert!(!shown.contains("-cookie"));
+    assert!(!shown.contains("-previous"));
+}
+
+#[test]
+fn browser_sign_in_needs_a_cookie_key_and_sane_session_settings() {
+    let text = format!("{MINIMAL}\n[session]\nlifetime = \"8h\"\nmax_age = \"1h\"\nlogout_return_url = \"ftp://x\"\n")
+        .replace("[oidc]", "[oidc]\nclient_id = \"roost\"\nscopes = \"email\"");
+    let Err(ConfigError::Invalid(errors)) = Config::from_toml(&text, Secrets::default()) else {
+        panic!("expected an invalid config");
+    };
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    for key in [
+        "ROOST_COOKIE_KEY",
+        "session.max_age",
+        "session.logout_return_url",
+        "oidc.scopes",
+    ] {
+        assert!(keys.contains(&key), "{key} not reported: {keys:?}");
+    }
+}
+
+#[test]
+fn the_public_port_defaults_to_the_schemes() {
+    let c = Config::from_toml(MINIMAL, Secrets::default()).unwrap();
+    let expected = match c.routing.scheme {
+        Scheme::Http => 80,
+        Scheme::Https => 443,
+    };
+    assert_eq!(c.routing.public_port, expected);
+    let text = MINIMAL.replace("[routing]", "[routing]\npublic_port = 70000");
+    let Err(ConfigError::Invalid(errors)) = Config::from_toml(&text, Secrets::default()) else {
+        panic!("expected an invalid config");
+    };
+    assert_eq!(errors[0].key, "routing.public_port");
 }
 
 #[test]

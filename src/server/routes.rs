@@ -12,19 +12,33 @@ use crate::app::App;
 use crate::error::{full, text_response, Body, HttpError};
 use crate::forward_auth::{self, AuthRequest};
 use crate::metrics::Endpoint;
-use crate::proxy;
+use crate::{pages, proxy};
 
 /// Answers one request to roost.
 pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let started = Instant::now();
-    if is_workspace_host(app, &req) {
-        let resp = match req.uri().path() {
-            "/_roost/wait" => proxy::wait(&app.forward_auth, &req, peer).await,
-            p if p.starts_with("/_roost/") => HttpError::NotFound.into_response(),
-            _ => proxy::handle(&app.proxy, &app.forward_auth, req, peer).await,
-        };
-        app.metrics.request(Endpoint::Proxy, resp.status(), started.elapsed());
-        return resp;
+    match host_kind(app, &req) {
+        HostKind::Workspace => {
+            let resp = match req.uri().path() {
+                "/_roost/wait" => proxy::wait(&app.forward_auth, &req, peer).await,
+                // roost's own pages live on the bare domain, where its cookies are set.
+                p @ ("/_roost/" | "/_roost/login" | "/_roost/logout") => {
+                    let origin = app.forward_auth.origin();
+                    let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+                    crate::auth::login::redirect(StatusCode::FOUND, &origin.url(&format!("{p}{query}")))
+                }
+                p if p.starts_with("/_roost/") => HttpError::NotFound.into_response(),
+                _ => proxy::handle(&app.proxy, &app.forward_auth, req, peer).await,
+            };
+            app.metrics.request(Endpoint::Proxy, resp.status(), started.elapsed());
+            return resp;
+        }
+        HostKind::Domain => {
+            let resp = pages::handle(app, req, peer).await;
+            app.metrics.request(Endpoint::Pages, resp.status(), started.elapsed());
+            return resp;
+        }
+        HostKind::Roost => {}
     }
     let (endpoint, resp) = match req.uri().path() {
         "/auth" => {
@@ -42,17 +56,30 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
     resp
 }
 
-/// A request for `<slug>.<domain>` itself (Traefik's fallback router passes
-/// the original `Host`), as opposed to Traefik asking roost (`/auth`,
-/// `/traefik`) at roost's own address.
-fn is_workspace_host(app: &App, req: &Request<Incoming>) -> bool {
+enum HostKind {
+    /// `<slug>.<domain>` itself (Traefik's fallback router passes the
+    /// original `Host`): the fallback proxy.
+    Workspace,
+    /// The bare domain: roost's pages.
+    Domain,
+    /// roost's own address, where Traefik asks `/auth` and `/traefik`.
+    Roost,
+}
+
+fn host_kind(app: &App, req: &Request<Incoming>) -> HostKind {
     let host = req
         .headers()
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
     let host = forward_auth::lowercase(host.rsplit_once(':').map_or(host, |(h, _)| h));
-    app.forward_auth.workspace_of(&host).is_some()
+    if app.forward_auth.workspace_of(&host).is_some() {
+        HostKind::Workspace
+    } else if *host == *app.forward_auth.origin().domain() {
+        HostKind::Domain
+    } else {
+        HostKind::Roost
+    }
 }
 
 /// Ready once the provider's signing keys were loaded.

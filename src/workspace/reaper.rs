@@ -36,6 +36,8 @@ pub enum Retire {
     Idle,
     /// Older than `max_lifetime`: remove the container, keep the volume.
     Lifetime,
+    /// Its user asked (status page or API): stop, keep container and volume.
+    Requested,
 }
 
 impl Registry {
@@ -69,7 +71,7 @@ impl Registry {
         self.set_phase(entry, Phase::Retiring);
         let result = match entry.container() {
             Some((id, _)) => match why {
-                Retire::Idle => self.runtime.stop(&id, self.config.stop_timeout).await,
+                Retire::Idle | Retire::Requested => self.runtime.stop(&id, self.config.stop_timeout).await,
                 Retire::Lifetime => {
                     let stopped = self.runtime.stop(&id, self.config.stop_timeout).await;
                     stopped.and(self.runtime.remove(&id).await)
@@ -83,6 +85,7 @@ impl Registry {
         let (action, reason) = match why {
             Retire::Idle => ("culled", "idle"),
             Retire::Lifetime => ("removed", "max_lifetime"),
+            Retire::Requested => ("stopped", "requested"),
         };
         match &result {
             Ok(()) => {

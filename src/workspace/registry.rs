@@ -61,6 +61,8 @@ pub struct Entry {
     pub(super) last_active: AtomicU64,
     /// The container's network byte count at the last sample.
     pub(super) net_bytes: Mutex<Option<u64>>,
+    /// When it last became ready (milliseconds since the registry's epoch).
+    pub(super) ready_since: AtomicU64,
     container: Mutex<Option<(String, u64)>>,
 }
 
@@ -73,6 +75,7 @@ impl Entry {
             busy: AtomicBool::new(false),
             last_active: AtomicU64::new(0),
             net_bytes: Mutex::new(None),
+            ready_since: AtomicU64::new(0),
             container: Mutex::new(None),
         }
     }
@@ -186,6 +189,9 @@ impl Registry {
     /// new version of the route table.
     pub(super) fn set_phase(&self, entry: &Entry, phase: Phase) {
         let before = entry.phase.send_replace(phase.clone());
+        if matches!(phase, Phase::Ready(_)) && !matches!(before, Phase::Ready(_) | Phase::Draining(_)) {
+            entry.ready_since.store(self.now_ms(), Ordering::Relaxed);
+        }
         let was = match before {
             Phase::Ready(addr) => Some(addr),
             _ => None,

@@ -1,0 +1,326 @@
+//! Browser sessions: what the `roost_session` cookie carries and how it is
+//! sealed. The payload is a few short JSON fields, encrypted and
+//! authenticated (AES-256-GCM, with the cookie's name as associated data)
+//! by the `cookie` crate's private jar under a key derived from
+//! `ROOST_COOKIE_KEY`; a cookie sealed with `ROOST_COOKIE_KEY_PREVIOUS` is
+//! still accepted and re-sealed with the current key. Expiry slides: a
+//! session used in the second half of `session.lifetime` is re-issued, up to
+//! `session.max_age` after sign-in. The same sealing protects the
+//! short-lived sign-in state cookies ([`super::login`]).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cookie::{Cookie, CookieJar, Key, SameSite};
+use http::HeaderValue;
+use serde::{Deserialize, Serialize};
+
+use super::{AuthError, Identity};
+use crate::config::{Secrets, SessionConfig};
+use crate::public_url::PublicOrigin;
+
+/// The session cookie's name (roost's cookies never reach a workspace).
+pub const SESSION_COOKIE: &str = "roost_session";
+
+/// What a session cookie says, once opened.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Session {
+    /// The full `sub`.
+    #[serde(rename = "s")]
+    pub sub: String,
+    /// The value of `oidc.username_claim` (the workspace name comes from it).
+    #[serde(rename = "u")]
+    pub username: String,
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(rename = "a", default)]
+    pub admin: bool,
+    /// Sign-in time, seconds since the epoch (bounds the sliding expiry).
+    #[serde(rename = "i")]
+    pub signed_in: u64,
+    /// Expiry, seconds since the epoch.
+    #[serde(rename = "x")]
+    pub expires: u64,
+    /// The anti-CSRF token of this session's forms.
+    #[serde(rename = "c")]
+    pub csrf: String,
+}
+
+/// An opened session and whether its cookie should be re-issued.
+#[derive(Debug)]
+pub struct Opened {
+    pub session: Session,
+    /// Past half its lifetime, or sealed with the previous key.
+    pub refresh: bool,
+}
+
+/// Seals and opens roost's cookies.
+pub struct Sessions {
+    current: Key,
+    previous: Option<Key>,
+    domain: String,
+    secure: bool,
+    lifetime: Duration,
+    max_age: Duration,
+}
+
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `n` random bytes, URL-safe base64.
+pub(crate) fn random_token(n: usize) -> String {
+    use base64::Engine;
+    let mut bytes = vec![0u8; n];
+    // The OS RNG failing means the machine cannot do crypto at all.
+    getrandom::fill(&mut bytes).expect("the operating system's random number generator failed");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl Sessions {
+    /// `None` without `ROOST_COOKIE_KEY` (browser sign-in is then off).
+    pub fn new(secrets: &Secrets, config: &SessionConfig, origin: &PublicOrigin) -> Option<Sessions> {
+        let current = Key::derive_from(secrets.cookie_key.as_ref()?.expose().as_bytes());
+        let previous = secrets
+            .cookie_key_previous
+            .as_ref()
+            .map(|k| Key::derive_from(k.expose().as_bytes()));
+        Some(Sessions {
+            current,
+            previous,
+            domain: origin.domain().to_string(),
+            secure: origin.is_https(),
+            lifetime: config.lifetime,
+            max_age: config.max_age,
+        })
+    }
+
+    /// A new session for a user who just signed in.
+    pub fn start(&self, sub: &str, username: &str, email: Option<String>, admin: bool) -> Session {
+        let now = now_secs();
+        Session {
+            sub: sub.to_string(),
+            username: username.to_string(),
+            email,
+            admin,
+            signed_in: now,
+            expires: now + self.lifetime.as_secs(),
+            csrf: random_token(16),
+        }
+    }
+
+    /// Encrypts `value` as cookie `name`'s value.
+    pub fn seal(&self, name: &str, value: &str) -> String {
+        let mut jar = CookieJar::new();
+        jar.private_mut(&self.current)
+            .add(Cookie::new(name.to_string(), value.to_string()));
+        jar.get(name).map(|c| c.value().to_string()).unwrap_or_default()
+    }
+
+    /// Decrypts cookie `name`'s value: with the current key, else the
+    /// previous one (`true` when it took the previous key).
+    pub fn unseal(&self, name: &str, value: &str) -> Option<(String, bool)> {
+        if value.len() > 2048 {
+            return None;
+        }
+        let jar = CookieJar::new();
+        let cookie = || Cookie::new(name.to_string(), value.to_string());
+        if let Some(c) = jar.private(&self.current).decrypt(cookie()) {
+            return Some((c.value().to_string(), false));
+        }
+        let c = jar.private(self.previous.as_ref()?).decrypt(cookie())?;
+        Some((c.value().to_string(), true))
+    }
+
+    /// The `Set-Cookie` value carrying `session`.
+    pub fn set_cookie(&self, session: &Session) -> HeaderValue {
+        // A Session always serializes (strings, numbers, a bool).
+        let json = serde_json::to_string(session).unwrap_or_default();
+        let sealed = self.seal(SESSION_COOKIE, &json);
+        let max_age = session.expires.saturating_sub(now_secs());
+        self.header(
+            Cookie::build((SESSION_COOKIE, sealed))
+                .domain(self.domain.clone())
+                .path("/")
+                .max_age(cookie::time::Duration::seconds(max_age as i64))
+                .into(),
+        )
+    }
+
+    /// The `Set-Cookie` value that removes the session.
+    pub fn clear_cookie(&self) -> HeaderValue {
+        self.header(
+            Cookie::build((SESSION_COOKIE, ""))
+                .domain(self.domain.clone())
+                .path("/")
+                .max_age(cookie::time::Duration::ZERO)
+                .into(),
+        )
+    }
+
+    /// A cookie with roost's attributes: HttpOnly, SameSite=Lax, Secure on https.
+    pub fn header(&self, mut cookie: Cookie<'static>) -> HeaderValue {
+        cookie.set_http_only(true);
+        cookie.set_same_site(SameSite::Lax);
+        cookie.set_secure(self.secure);
+        // Cookie names and sealed (base64) values are always header-safe.
+        HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// Opens a session cookie's value: authentic, unexpired, within max_age.
+    pub fn open(&self, value: &str) -> Result<Opened, AuthError> {
+        let (json, old_key) = self
+            .unseal(SESSION_COOKIE, value)
+            .ok_or(AuthError::Session("not authentic"))?;
+        let session: Session = serde_json::from_str(&json).map_err(|_| AuthError::Session("unreadable"))?;
+        let now = now_secs();
+        if session.expires <= now {
+            return Err(AuthError::Session("expired"));
+        }
+        if now.saturating_sub(session.signed_in) >= self.max_age.as_secs() {
+            return Err(AuthError::Session("past max_age"));
+        }
+        let refresh = old_key || session.expires.saturating_sub(now) < self.lifetime.as_secs() / 2;
+        Ok(Opened { session, refresh })
+    }
+
+    /// The re-issued cookie for a session in use: expiry moved on, capped at
+    /// `max_age` after sign-in.
+    pub fn renew(&self, session: &Session) -> HeaderValue {
+        let mut s = session.clone();
+        s.expires = (now_secs() + self.lifetime.as_secs()).min(s.signed_in + self.max_age.as_secs());
+        self.set_cookie(&s)
+    }
+
+    /// The identity a session stands for, valid until the session expires.
+    pub fn identity(&self, session: &Session) -> Result<Identity, AuthError> {
+        Identity::new(
+            &session.sub,
+            &session.username,
+            session.email.clone(),
+            session.admin,
+            session.expires,
+        )
+    }
+}
+
+/// The value of cookie `name` in a `Cookie` request header.
+pub fn cookie_value<'a>(header: Option<&'a HeaderValue>, name: &str) -> Option<&'a str> {
+    cookies(header).find_map(|(n, v)| (n == name).then_some(v))
+}
+
+/// Every `name=value` pair of a `Cookie` request header.
+pub fn cookies(header: Option<&HeaderValue>) -> impl Iterator<Item = (&str, &str)> {
+    header
+        .and_then(|h| h.to_str().ok())
+        .into_iter()
+        .flat_map(|s| s.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{RoutingConfig, Scheme, Secret};
+
+    fn sessions(key: &str, previous: Option<&str>) -> Sessions {
+        let secrets = Secrets {
+            cookie_key: Some(Secret::new(key)),
+            cookie_key_previous: previous.map(Secret::new),
+            ..Secrets::default()
+        };
+        let config = SessionConfig {
+            lifetime: Duration::from_secs(3600),
+            max_age: Duration::from_secs(86400),
+            login_timeout: Duration::from_secs(600),
+            logout_return_url: None,
+        };
+        let origin = PublicOrigin::new(&RoutingConfig {
+            domain: "ws.example.com".into(),
+            entrypoints: vec![],
+            roost_url: "http://roost".into(),
+            scheme: Scheme::Https,
+            tls_resolver: None,
+            public_port: 443,
+        });
+        Sessions::new(&secrets, &config, &origin).unwrap()
+    }
+
+    fn value(set_cookie: &HeaderValue) -> String {
+        let c = Cookie::parse(set_cookie.to_str().unwrap().to_string()).unwrap();
+        c.value().to_string()
+    }
+
+    const K1: &str = "0123456789abcdef0123456789abcdef-one";
+    const K2: &str = "0123456789abcdef0123456789abcdef-two";
+
+    #[test]
+    fn a_session_cookie_is_small_scoped_and_opens_again() {
+        let s = sessions(K1, None);
+        let session = s.start("auth0|alice", "alice", Some("alice@example.com".into()), false);
+        let set = s.set_cookie(&session);
+        let text = set.to_str().unwrap();
+        assert!(text.len() < 1024, "{} bytes", text.len());
+        for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Domain=ws.example.com", "Path=/"] {
+            assert!(text.contains(attr), "{text}");
+        }
+        assert!(!text.contains("alice"), "the payload is encrypted: {text}");
+        let opened = s.open(&value(&set)).unwrap();
+        assert_eq!(opened.session, session);
+        assert!(!opened.refresh);
+    }
+
+    #[test]
+    fn tampered_wrong_key_and_expired_cookies_are_refused() {
+        let s = sessions(K1, None);
+        let session = s.start("alice", "alice", None, false);
+        let v = value(&s.set_cookie(&session));
+        let mut tampered = v.clone().into_bytes();
+        let i = tampered.len() / 2;
+        tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+        assert!(s.open(std::str::from_utf8(&tampered).unwrap()).is_err());
+        assert!(sessions(K2, None).open(&v).is_err());
+        let expired = Session {
+            expires: now_secs() - 1,
+            ..session.clone()
+        };
+        assert!(s.open(&value(&s.set_cookie(&expired))).is_err());
+        let too_old = Session {
+            signed_in: now_secs() - 86400,
+            ..session
+        };
+        assert!(s.open(&value(&s.set_cookie(&too_old))).is_err());
+        assert!(s.open("").is_err());
+        assert!(s.open(&"A".repeat(5000)).is_err());
+    }
+
+    #[test]
+    fn the_previous_key_still_opens_and_asks_for_a_reseal() {
+        let old = sessions(K1, None);
+        let v = value(&old.set_cookie(&old.start("alice", "alice", None, false)));
+        let rotated = sessions(K2, Some(K1));
+        let opened = rotated.open(&v).unwrap();
+        assert!(opened.refresh);
+        let resealed = value(&rotated.renew(&opened.session));
+        assert!(!rotated.open(&resealed).unwrap().refresh);
+        assert!(sessions(K2, None).open(&resealed).is_ok());
+    }
+
+    #[test]
+    fn a_cookie_sealed_under_one_name_does_not_open_under_another() {
+        let s = sessions(K1, None);
+        let sealed = s.seal("roost_login_x", r#"{"s":"alice"}"#);
+        assert!(s.unseal(SESSION_COOKIE, &sealed).is_none());
+        assert!(s.unseal("roost_login_x", &sealed).is_some());
+    }
+
+    #[test]
+    fn sessions_in_their_second_half_are_renewed() {
+        let s = sessions(K1, None);
+        let mut session = s.start("alice", "alice", None, false);
+        session.expires = now_secs() + 1000; // lifetime 3600: past half
+        let opened = s.open(&value(&s.set_cookie(&session))).unwrap();
+        assert!(opened.refresh);
+        let renewed = s.open(&value(&s.renew(&opened.session))).unwrap();
+        assert!(renewed.session.expires > session.expires);
+    }
+}

@@ -1,0 +1,169 @@
+//! The user's status page at `/_roost/`: their workspace's state, how long
+//! it has run and when it idles out, CPU and memory, the last log lines,
+//! and start / stop / restart buttons (POST forms carrying the session's
+//! anti-CSRF token). Plain server-rendered HTML, no script.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use super::{caller, escape, html_response, page_csp, to_sign_in, Caller, STYLE};
+use crate::app::App;
+use crate::error::{Body, HttpError};
+use crate::workspace::status::Status;
+
+/// Largest form body accepted.
+const MAX_FORM_BYTES: usize = 4096;
+
+/// `GET /_roost/`.
+pub(super) async fn page(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, HttpError> {
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return Err(HttpError::MethodNotAllowed);
+    }
+    let c = match caller(app, &req, peer).await {
+        Ok(c) => c,
+        Err(HttpError::Unauthenticated(_)) if app.login.is_some() => return Ok(to_sign_in(app, "/_roost/")),
+        Err(e) => return Err(e),
+    };
+    let registry = app
+        .workspaces
+        .as_ref()
+        .ok_or(HttpError::NotReady("no container runtime configured"))?;
+    let slug = c.identity.slug.to_string();
+    let status = registry.status(&slug).await;
+    let logs = registry.recent_logs(&slug).await.unwrap_or_else(|e| {
+        tracing::debug!(workspace = %slug, error = %e, "logs unavailable");
+        Vec::new()
+    });
+    let origin = app.forward_auth.origin();
+    let html = render(&status, &logs, &origin.workspace_url(&slug), &c);
+    let mut resp = html_response(StatusCode::OK, html, &page_csp(), origin.is_https());
+    if let Some(cookie) = c.set_cookie {
+        resp.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(resp)
+}
+
+fn human(secs: u64) -> String {
+    humantime::format_duration(Duration::from_secs(secs)).to_string()
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn render(status: &Status, logs: &[String], workspace_url: &str, c: &Caller) -> String {
+    let mut rows = vec![
+        ("Workspace", format!("<a href=\"{0}\">{0}</a>", escape(workspace_url))),
+        (
+            "State",
+            format!(
+                "<span class=\"state\" id=\"state\">{}</span>{}",
+                status.state,
+                status.detail.map(|d| format!(" ({})", escape(d))).unwrap_or_default()
+            ),
+        ),
+    ];
+    if let Some(s) = status.running_for_secs {
+        rows.push(("Running for", human(s)));
+    }
+    if let Some(s) = status.idle_stop_in_secs {
+        rows.push((
+            "Stops when idle in",
+            format!("{} (after {} without use)", human(s), human(status.idle_timeout_secs)),
+        ));
+    }
+    if let Some(cpu) = status.cpu_seconds {
+        rows.push(("CPU time used", format!("{cpu:.2} s")));
+    }
+    if let Some(mem) = status.memory_bytes {
+        rows.push((
+            "Memory in use",
+            format!("{} of {}", mib(mem), mib(status.memory_limit_bytes)),
+        ));
+    }
+    let table: String = rows
+        .iter()
+        .map(|(k, v)| format!("<tr><th>{k}</th><td>{v}</td></tr>"))
+        .collect();
+    let buttons = match &c.csrf {
+        Some(token) => ["start", "stop", "restart"]
+            .iter()
+            .map(|action| {
+                format!(
+                    "<form method=\"post\" action=\"/_roost/{action}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                     <button type=\"submit\">{}{}</button></form>",
+                    escape(token),
+                    action[..1].to_uppercase(),
+                    &action[1..]
+                )
+            })
+            .collect::<String>(),
+        None => "<p>Signed in with a token: use the API under <code>/_roost/api/v1/</code> to start or stop.</p>".into(),
+    };
+    let log_text = if logs.is_empty() {
+        "(no log lines)".to_string()
+    } else {
+        escape(&logs.join("\n"))
+    };
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Your workspace: {slug}</title><style>{STYLE}</style></head><body><main>\
+         <h1>Your workspace</h1><p>Signed in as <strong>{user}</strong> · <a href=\"/_roost/logout\">Sign out</a></p>\
+         <table>{table}</table><p>{buttons}</p><h2>Last log lines</h2><pre id=\"logs\">{log_text}</pre>\
+         </main></body></html>",
+        slug = escape(&status.workspace),
+        user = escape(c.identity.email.as_deref().unwrap_or(&c.identity.sub)),
+    )
+}
+
+/// `POST /_roost/{start,stop,restart}` from the page's forms: the session's
+/// form token must come with it; then back to the page (303).
+pub(super) async fn action(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, HttpError> {
+    let c = caller(app, &req, peer).await?;
+    let expected = c
+        .csrf
+        .clone()
+        .ok_or(HttpError::Forbidden("forms need a browser session"))?;
+    let action = req.uri().path().trim_start_matches("/_roost/").to_string();
+    let body = read_form(req).await?;
+    let sent = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    if !same(sent.as_bytes(), expected.as_bytes()) {
+        return Err(HttpError::Forbidden("stale or missing form token; reload the page"));
+    }
+    super::api::perform(app, &c, &action).await?;
+    let mut resp = crate::auth::login::redirect(StatusCode::SEE_OTHER, &app.forward_auth.origin().url("/_roost/"));
+    if let Some(cookie) = c.set_cookie {
+        resp.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(resp)
+}
+
+async fn read_form(req: Request<Incoming>) -> Result<Bytes, HttpError> {
+    let form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !form {
+        return Err(HttpError::BadRequest("expected a form"));
+    }
+    match Limited::new(req.into_body(), MAX_FORM_BYTES).collect().await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(_) => Err(HttpError::BadRequest("form too large or cut short")),
+    }
+}
+
+/// Constant-time equality for tokens.
+pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

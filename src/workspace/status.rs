@@ -1,0 +1,125 @@
+//! What a user's status page and API show and do: a workspace's state, how
+//! long it has run and when it idles out, its resource use and last log
+//! lines; and start, stop, restart on its user's request.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::reaper::Retire;
+use super::registry::{Phase, Registry};
+use super::RuntimeError;
+use crate::auth::Identity;
+
+/// Lines of log a status shows.
+pub const LOG_LINES: usize = 20;
+
+/// One workspace, as its user sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub workspace: String,
+    /// `stopped`, `starting`, `running`, `draining`, `stopping` or `failed`.
+    pub state: &'static str,
+    /// What a start is doing, or why the last one failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running_for_secs: Option<u64>,
+    /// Seconds until it stops for lack of use, if nothing happens meanwhile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_stop_in_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    pub memory_limit_bytes: u64,
+    pub idle_timeout_secs: u64,
+}
+
+impl Registry {
+    /// The workspace's status; resource use only while it runs.
+    pub async fn status(&self, slug: &str) -> Status {
+        let entry = self.get(slug);
+        let phase = entry.as_ref().map_or(Phase::Stopped, |e| e.phase());
+        let (state, detail) = match phase {
+            Phase::Stopped => ("stopped", None),
+            Phase::Starting(step) => ("starting", Some(step)),
+            Phase::Ready(_) => ("running", None),
+            Phase::Draining(_) => ("draining", None),
+            Phase::Retiring => ("stopping", None),
+            Phase::Failed(reason) => ("failed", Some(reason)),
+        };
+        let mut status = Status {
+            workspace: slug.to_string(),
+            state,
+            detail,
+            running_for_secs: None,
+            idle_stop_in_secs: None,
+            cpu_seconds: None,
+            memory_bytes: None,
+            memory_limit_bytes: self.config.memory,
+            idle_timeout_secs: self.config.idle_timeout.as_secs(),
+        };
+        let Some(entry) = entry.filter(|_| matches!(state, "running" | "draining")) else {
+            return status;
+        };
+        let now = self.now_ms();
+        status.running_for_secs = Some(now.saturating_sub(entry.ready_since.load(Ordering::Relaxed)) / 1000);
+        let idle_ms = u64::try_from(self.config.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let idle_for = now.saturating_sub(entry.last_active.load(Ordering::Relaxed));
+        status.idle_stop_in_secs = Some(idle_ms.saturating_sub(idle_for) / 1000);
+        if let Some((id, _)) = entry.container() {
+            if let Ok(stats) = self.runtime.stats(&id).await {
+                status.cpu_seconds = Some(stats.cpu_nanos as f64 / 1e9);
+                status.memory_bytes = Some(stats.memory_bytes);
+            }
+        }
+        status
+    }
+
+    /// The workspace's last log lines (none when it has no container).
+    pub async fn recent_logs(&self, slug: &str) -> Result<Vec<String>, RuntimeError> {
+        let id = match self.get(slug).and_then(|e| e.container()) {
+            Some((id, _)) => id,
+            None => match self.runtime.inspect(slug).await? {
+                Some(info) => info.id,
+                None => return Ok(Vec::new()),
+            },
+        };
+        self.runtime.logs(&id, LOG_LINES).await
+    }
+
+    /// Starts the workspace for `caller` without waiting for it.
+    pub async fn start_requested(self: &Arc<Self>, caller: &Identity, slug: &str) -> Result<(), RuntimeError> {
+        match self.ensure_ready(caller, slug, Duration::ZERO).await {
+            Ok(_) | Err(RuntimeError::NotReady { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stops the workspace now (route withdrawn and drained first; the
+    /// container and volume are kept).
+    pub async fn stop_requested(&self, caller: &Identity, slug: &str) -> Result<(), RuntimeError> {
+        let Some(entry) = self.get(slug) else {
+            return Ok(()); // not running here: nothing to stop
+        };
+        if entry.owner().is_some_and(|o| **o != *caller.sub) && !caller.admin {
+            return Err(RuntimeError::NotOwner);
+        }
+        match entry.phase() {
+            Phase::Starting(_) => Err(RuntimeError::NotReady {
+                retry_after: Duration::from_secs(2),
+            }),
+            Phase::Ready(_) => self.retire(&entry, Retire::Requested).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Stops the workspace, then starts it again (without waiting for it).
+    pub async fn restart(self: &Arc<Self>, caller: &Identity, slug: &str) -> Result<(), RuntimeError> {
+        self.stop_requested(caller, slug).await?;
+        self.start_requested(caller, slug).await
+    }
+}
