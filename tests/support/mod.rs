@@ -6,6 +6,7 @@
 pub mod docker;
 pub mod http;
 pub mod issuer;
+pub mod jar;
 pub mod oidc_mock;
 pub mod roost;
 pub mod tokens;

@@ -71,10 +71,21 @@ impl TestRoost {
 
     /// Starts roost on `addr` (a restart on the same address).
     pub async fn start_at(addr: &str, config: &str, runtime: Option<Arc<dyn Runtime>>) -> TestRoost {
+        Self::start_full(addr, config, Secrets::default(), runtime).await
+    }
+
+    /// Starts roost on `addr` with these secrets (what it would read from
+    /// its environment; the test process's own stays untouched).
+    pub async fn start_full(
+        addr: &str,
+        config: &str,
+        secrets: Secrets,
+        runtime: Option<Arc<dyn Runtime>>,
+    ) -> TestRoost {
         let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let config = config.replace(ROOST_URL_PLACEHOLDER, &format!("http://{addr}"));
-        let config = Config::from_toml(&config, Secrets::default()).expect("valid test config");
+        let config = Config::from_toml(&config, secrets).expect("valid test config");
         let fetcher = Arc::new(HttpFetcher::new(config.oidc.http_timeout));
         let app = App::new(config, fetcher, runtime);
         let (tx, rx) = oneshot::channel();
@@ -158,6 +169,20 @@ impl Drop for TestRoost {
         }
     }
 }
+
+/// Secrets with a cookie key (and optionally the previous one) for browser
+/// sign-in.
+pub fn sign_in_secrets(cookie_key: &str, previous: Option<&str>) -> Secrets {
+    Secrets {
+        oidc_client_secret: Some(roost::config::Secret::new("test-client-secret")),
+        cookie_key: Some(roost::config::Secret::new(cookie_key)),
+        cookie_key_previous: previous.map(roost::config::Secret::new),
+        redis_url: None,
+    }
+}
+
+pub const COOKIE_KEY: &str = "test-cookie-key-0123456789abcdef0123456789";
+pub const OLD_COOKIE_KEY: &str = "old-cookie-key-0123456789abcdef0123456789";
 
 pub fn workspace_host(slug: &str) -> String {
     format!("{slug}.{DOMAIN}")
