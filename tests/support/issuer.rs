@@ -38,6 +38,8 @@ struct Grant {
 
 #[derive(Default)]
 struct State {
+    /// Who `/authorize` signs in without a `login_hint`.
+    user: Mutex<Option<String>>,
     grants: Mutex<std::collections::HashMap<String, Grant>>,
     token_requests: AtomicUsize,
     keys: Mutex<Vec<Value>>,
@@ -112,6 +114,11 @@ impl TestIssuer {
         self.state.requests.load(Ordering::SeqCst)
     }
 
+    /// Makes `/authorize` sign in `sub` from now on.
+    pub fn sign_in_as(&self, sub: &str) {
+        *self.state.user.lock().unwrap() = Some(sub.to_string());
+    }
+
     /// Requests to the token endpoint so far.
     pub fn token_requests(&self) -> usize {
         self.state.token_requests.load(Ordering::SeqCst)
@@ -147,7 +154,11 @@ fn authorize(state: &State, query: &str) -> Response<Full<Bytes>> {
     }
     let code = format!("code-{}", state.requests.load(Ordering::SeqCst));
     let grant = Grant {
-        sub: q.get("login_hint").cloned().unwrap_or_else(|| "alice".into()),
+        sub: q
+            .get("login_hint")
+            .cloned()
+            .or_else(|| state.user.lock().unwrap().clone())
+            .unwrap_or_else(|| "alice".into()),
         nonce: q.get("nonce").cloned().unwrap_or_default(),
         challenge: (q.get("code_challenge_method").map(String::as_str) == Some("S256"))
             .then(|| q.get("code_challenge").cloned())

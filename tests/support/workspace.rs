@@ -42,6 +42,17 @@ impl World {
         workspace_config(&self.issuer.url, &format!("{}\n{extra}", self.cleanup.labels_toml()))
     }
 
+    /// roost with browser sign-in (client id and cookie key) enabled.
+    pub async fn roost_with_sign_in(&self, extra: &str) -> TestRoost {
+        let config = self
+            .config(extra)
+            .replace("[oidc]\n", "[oidc]\nclient_id = \"roost-test-client\"\n");
+        let secrets = super::roost::sign_in_secrets(super::roost::COOKIE_KEY, None);
+        let roost = TestRoost::start_full("127.0.0.1:0", &config, secrets, Some(self.runtime.clone())).await;
+        roost.wait_ready().await;
+        roost
+    }
+
     pub async fn roost(&self, extra: &str) -> TestRoost {
         let roost = TestRoost::start_with(&self.config(extra), Some(self.runtime.clone())).await;
         roost.wait_ready().await;
