@@ -15,7 +15,8 @@
 //!
 //! On SIGTERM/SIGINT it stops accepting, closes idle connections and WebSockets (1001), lets
 //! in-flight requests finish for up to `ECHO_SHUTDOWN_GRACE_MS` (default 5000) and exits 0;
-//! a second signal exits at once.
+//! a second signal exits at once. `ECHO_START_DELAY_MS` delays listening (a slow-starting
+//! workspace, for the starting page).
 //!
 //! `PORT=8080 cargo run --example echo`
 
@@ -82,7 +83,7 @@ fn main() {
             Err(_) => usage(&format!("--exit wants an integer, not {code:?}")),
         },
         ["-h" | "--help"] => {
-            println!("usage: echo [--probe | --exit N]   (env PORT, ROOST_VOLUME, ECHO_SHUTDOWN_GRACE_MS)");
+            println!("usage: echo [--probe | --exit N]   (env PORT, ROOST_VOLUME, ECHO_SHUTDOWN_GRACE_MS, ECHO_START_DELAY_MS)");
             return;
         }
         _ => usage(&format!("unexpected arguments {args:?}")),
@@ -160,6 +161,12 @@ async fn serve(port: u16) -> anyhow::Result<()> {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(DEFAULT_GRACE_MS);
+    if let Some(ms) = std::env::var("ECHO_START_DELAY_MS")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on port {port}: {e}"))?;

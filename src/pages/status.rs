@@ -92,19 +92,25 @@ fn render(status: &Status, logs: &[String], workspace_url: &str, c: &Caller) -> 
         .map(|(k, v)| format!("<tr><th>{k}</th><td>{v}</td></tr>"))
         .collect();
     let buttons = match &c.csrf {
-        Some(token) => ["start", "stop", "restart"]
-            .iter()
-            .map(|action| {
-                format!(
-                    "<form method=\"post\" action=\"/_roost/{action}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+        Some(token) => match status.state {
+            "running" => &["stop", "restart"][..],
+            "stopped" | "failed" => &["start"][..],
+            _ => &[][..],
+        }
+        .iter()
+        .map(|action| {
+            format!(
+                "<form method=\"post\" action=\"/_roost/{action}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
                      <button type=\"submit\">{}{}</button></form>",
-                    escape(token),
-                    action[..1].to_uppercase(),
-                    &action[1..]
-                )
-            })
-            .collect::<String>(),
-        None => "<p>Signed in with a token: use the API under <code>/_roost/api/v1/</code> to start or stop.</p>".into(),
+                escape(token),
+                action[..1].to_uppercase(),
+                &action[1..]
+            )
+        })
+        .collect::<String>(),
+        None => {
+            "<p>Signed in with a token: use the API under <code>/_roost/api/v1/</code> to start or stop.</p>".into()
+        }
     };
     let log_text = if logs.is_empty() {
         "(no log lines)".to_string()

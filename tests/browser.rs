@@ -1,0 +1,159 @@
+//! A person's first minutes, in a real headless browser (Debian's chromium
+//! over WebDriver) through the real Traefik, with the real
+//! oidc-provider-mock and the real Docker Engine: open your workspace URL,
+//! sign in at the provider, see the starting page, land in your workspace;
+//! reload without signing in again; another user is refused; the status
+//! page; sign-out. Screenshots of the starting and status pages are kept
+//! under `target/test-artifacts/`.
+
+mod support;
+
+use fantoccini::Locator;
+use support::browser::Browser;
+use support::docker::{self, Cleanup};
+use support::oidc_mock::OidcMock;
+use support::roost::{sign_in_secrets, workspace_config, TestRoost, COOKIE_KEY, DOMAIN};
+use support::traefik::{free_port, Traefik};
+
+/// Signs in at oidc-provider-mock's form as `sub`, once the form shows.
+async fn sign_in_at_provider(browser: &Browser, issuer: &str, sub: &str) {
+    browser
+        .page_until(60, "the provider's sign-in form", |url, src| {
+            url.starts_with(issuer) && src.contains("name=\"sub\"")
+        })
+        .await;
+    let c = &browser.client;
+    c.find(Locator::Css("input[name=sub]"))
+        .await
+        .unwrap()
+        .send_keys(sub)
+        .await
+        .unwrap();
+    c.find(Locator::XPath("//button[normalize-space()='Authorize']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+fn assert_png(path: &std::path::Path) {
+    let bytes = std::fs::read(path).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG"), "{} is a PNG", path.display());
+    assert!(
+        bytes.len() > 2000,
+        "{} has content ({} bytes)",
+        path.display(),
+        bytes.len()
+    );
+}
+
+#[tokio::test]
+async fn a_person_signs_in_with_a_browser_and_lands_in_their_workspace() {
+    let cleanup = Cleanup::new("browser");
+    let Some(runtime) = docker::engine(&cleanup).await else {
+        return;
+    };
+    let Some(provider) = OidcMock::start().await else {
+        return;
+    };
+    let Some(alice_browser) = Browser::start().await else {
+        return;
+    };
+    let port = free_port();
+    let domain = "ws.localhost";
+    let config = workspace_config(
+        &provider.issuer,
+        &format!(
+            "{}\nenv = {{ ECHO_START_DELAY_MS = \"2500\" }}\ndrain_grace = \"1s\"",
+            cleanup.labels_toml()
+        ),
+    )
+    .replace(
+        &format!("domain = \"{DOMAIN}\""),
+        &format!("domain = \"{domain}\"\npublic_port = {port}"),
+    )
+    .replace("[oidc]\n", "[oidc]\nclient_id = \"roost-browser-test\"\n");
+    let roost = TestRoost::start_full("127.0.0.1:0", &config, sign_in_secrets(COOKIE_KEY, None), Some(runtime)).await;
+    roost.wait_ready().await;
+    let Some(_traefik) = Traefik::start_on(&format!("http://{}", roost.addr), port).await else {
+        return;
+    };
+
+    let alice = format!("alice-{}", cleanup.id);
+    let bob = format!("bob-{}", cleanup.id);
+    let alice_url = format!("http://{alice}.{domain}:{port}/");
+    let issuer = provider.issuer.clone();
+
+    // Alice opens her workspace: off to sign in, then the starting page.
+    alice_browser.client.goto(&alice_url).await.unwrap();
+    sign_in_at_provider(&alice_browser, &issuer, &alice).await;
+    alice_browser
+        .page_until(60, "the starting page", |url, src| {
+            url == alice_url && src.contains("Starting your workspace")
+        })
+        .await;
+    let starting = alice_browser.screenshot("starting-page").await;
+    assert_png(&starting);
+
+    // It turns into her workspace by itself (the echo server's answer).
+    let page = alice_browser
+        .page_until(90, "alice's workspace", |url, src| {
+            url == alice_url && src.contains("x-roost-user") && !src.contains("Starting your workspace")
+        })
+        .await;
+    assert!(page.contains(&alice), "{page}");
+    assert!(
+        !page.contains("roost_session"),
+        "roost's cookie never reaches the workspace: {page}"
+    );
+
+    // A reload stays signed in: no trip to the provider.
+    alice_browser.client.refresh().await.unwrap();
+    alice_browser
+        .page_until(30, "alice's workspace after a reload", |url, src| {
+            url == alice_url && src.contains("x-roost-user")
+        })
+        .await;
+
+    // Bob, in his own browser, signs in and tries alice's workspace.
+    let Some(bob_browser) = Browser::start().await else {
+        return;
+    };
+    bob_browser.client.goto(&alice_url).await.unwrap();
+    sign_in_at_provider(&bob_browser, &issuer, &bob).await;
+    bob_browser
+        .page_until(60, "403 for bob on alice's host", |url, src| {
+            url == alice_url && src.contains("not your workspace")
+        })
+        .await;
+    bob_browser.close().await;
+
+    // Alice's status page.
+    let status_url = format!("http://{domain}:{port}/_roost/");
+    alice_browser.client.goto(&status_url).await.unwrap();
+    alice_browser
+        .page_until(30, "the status page", |url, src| {
+            url == status_url && src.contains("Your workspace") && src.contains(">running<")
+        })
+        .await;
+    let status = alice_browser.screenshot("status-page").await;
+    assert_png(&status);
+
+    // Sign-out, then the workspace URL asks for sign-in again.
+    alice_browser
+        .client
+        .goto(&format!("http://{domain}:{port}/_roost/logout"))
+        .await
+        .unwrap();
+    alice_browser
+        .page_until(30, "the provider's sign-out page", |url, _| url.starts_with(&issuer))
+        .await;
+    alice_browser.client.goto(&alice_url).await.unwrap();
+    alice_browser
+        .page_until(30, "sign-in again after sign-out", |url, src| {
+            url.starts_with(&issuer) && src.contains("name=\"sub\"")
+        })
+        .await;
+    alice_browser.close().await;
+}
