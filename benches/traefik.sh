@@ -29,7 +29,6 @@ cargo build --release --quiet --bin roost --example floor --example mint_token
 work=$(mktemp -d)
 pids=()
 trap 'bench_cleanup "$RUN"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # The workspace: one echo container, pinned with the servers.
 docker run -d --label "roost-bench.run=$RUN" --cpuset-cpus 1 -p 127.0.0.1::8080 roost-echo:nohealth >/dev/null

