@@ -101,16 +101,18 @@ pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Out
         background.spawn(events::follow(registry.clone(), stop.child_token()));
         background.spawn(reaper::run(registry.clone(), stop.child_token()));
     }
-    let serving = crate::server::serve(listener, app.clone(), stop.clone());
-    tokio::pin!(serving);
-    let result = tokio::select! {
+    // The listener runs as a task on the runtime's workers, like the
+    // connections it spawns: no cross-thread wake-up per connection.
+    let mut serving = tokio::spawn(crate::server::serve(listener, app.clone(), stop.clone()));
+    let joined = tokio::select! {
         r = &mut serving => r,
         () = shutdown => {
             tracing::info!("shutting down");
             stop.cancel();
-            serving.await
+            (&mut serving).await
         }
     };
+    let result = joined.unwrap_or_else(|e| Err(std::io::Error::other(e)));
     stop.cancel();
     app.proxy.shutdown().await;
     while background.join_next().await.is_some() {}

@@ -12,8 +12,8 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::app::App;
 
@@ -27,16 +27,21 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
         .max_buf_size(server.max_header_bytes)
         .keep_alive(true);
     let grace = server.shutdown_grace;
-    let mut connections = JoinSet::new();
+    // Tracked, not joined: a finished connection wakes nobody (a JoinSet
+    // polled here would wake this loop once per closed connection, and
+    // Traefik's forwardAuth client opens and closes many).
+    let connections = TaskTracker::new();
+    // Cancelled when the grace period is over: the connections still open close.
+    let force = CancellationToken::new();
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
                     // Latency matters more than packet count for tiny answers.
                     let _ = tcp.set_nodelay(true);
-                    connections.spawn(conn::serve(builder.clone(), tcp, peer, app.clone(), stop.clone()));
+                    let conn = conn::serve(builder.clone(), tcp, peer, app.clone(), stop.clone(), force.clone());
+                    connections.spawn(conn);
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: let some close.
@@ -47,14 +52,15 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
         }
     }
     drop(listener);
+    connections.close();
     let open = connections.len();
     if open > 0 {
         tracing::info!(connections = open, grace = ?grace, "draining connections");
     }
-    let drained = tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
+    if tokio::time::timeout(grace, connections.wait()).await.is_err() {
         tracing::warn!(connections = connections.len(), "grace period over; closing the rest");
-        connections.shutdown().await;
+        force.cancel();
+        connections.wait().await;
     }
     Ok(())
 }

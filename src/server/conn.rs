@@ -75,13 +75,15 @@ impl AsyncWrite for WatchedIo {
 }
 
 /// Serves one connection until the client leaves, an error, or `stop`
-/// (then in-flight requests finish and the connection closes).
+/// (then in-flight requests finish and the connection closes, or is cut
+/// at `force`).
 pub(super) async fn serve(
     builder: http1::Builder,
     tcp: TcpStream,
     peer: SocketAddr,
     app: Arc<App>,
     stop: CancellationToken,
+    force: CancellationToken,
 ) {
     let unanswered = Arc::new(AtomicBool::new(false));
     let io = WatchedIo {
@@ -97,7 +99,10 @@ pub(super) async fn serve(
         r = &mut conn => r,
         () = stop.cancelled() => {
             Pin::new(&mut conn).graceful_shutdown();
-            (&mut conn).await
+            tokio::select! {
+                r = &mut conn => r,
+                () = force.cancelled() => return,
+            }
         }
     };
     let Err(e) = result else { return };
