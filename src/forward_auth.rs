@@ -178,6 +178,8 @@ pub struct ForwardAuth {
     sessions: Option<Arc<Sessions>>,
     limits: Arc<Limits>,
     gate: Arc<dyn ReadinessGate>,
+    /// `workspace.auth_wait`, read once.
+    auth_wait: std::time::Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -196,6 +198,7 @@ impl ForwardAuth {
             verifier,
             sessions,
             limits,
+            auth_wait: gate.auth_wait(),
             gate,
             metrics,
         }
@@ -247,7 +250,7 @@ impl ForwardAuth {
 
     /// How long `/auth` waits for a starting workspace.
     pub fn auth_wait(&self) -> std::time::Duration {
-        self.gate.auth_wait()
+        self.auth_wait
     }
 
     /// The workspace slug a host names, if it is `<slug>.<domain>`.
@@ -259,7 +262,7 @@ impl ForwardAuth {
     /// Decides one forwarded request, waiting for a starting workspace at
     /// most `workspace.auth_wait`.
     pub async fn decide<'r>(&self, req: &'r AuthRequest<'_>) -> Result<Allowed<'r>, HttpError> {
-        self.decide_within(req, self.gate.auth_wait()).await
+        self.decide_within(req, self.auth_wait).await
     }
 
     /// Decides one request, waiting for a starting workspace at most `wait`.

@@ -131,7 +131,9 @@ pub struct Metrics {
     /// Indexed by `endpoint * Outcome::ALL.len() + outcome`.
     request_series: Vec<RequestSeries>,
     jwks_refreshes: Family<RefreshLabels, Counter>,
-    token_cache: Family<CacheLabels, Counter>,
+    /// The hit and miss series, resolved once (the hot path only increments).
+    token_cache_hit: Counter,
+    token_cache_miss: Counter,
     rate_limited: Family<LimitLabels, Counter>,
     spawn_duration: HistogramFamily<ActionLabels>,
     running: Gauge,
@@ -214,6 +216,16 @@ impl Metrics {
             "Starts refused for capacity, by limit",
             admission_refusals.clone(),
         );
+        let token_cache_hit = token_cache
+            .get_or_create(&CacheLabels {
+                result: CacheResult::Hit,
+            })
+            .clone();
+        let token_cache_miss = token_cache
+            .get_or_create(&CacheLabels {
+                result: CacheResult::Miss,
+            })
+            .clone();
         let mut request_series = Vec::new();
         for &endpoint in Endpoint::ALL {
             for &outcome in Outcome::ALL {
@@ -228,7 +240,8 @@ impl Metrics {
             registry,
             request_series,
             jwks_refreshes,
-            token_cache,
+            token_cache_hit,
+            token_cache_miss,
             rate_limited,
             spawn_duration,
             running,
@@ -250,8 +263,11 @@ impl Metrics {
     }
 
     pub fn token_cache(&self, hit: bool) {
-        let result = if hit { CacheResult::Hit } else { CacheResult::Miss };
-        self.token_cache.get_or_create(&CacheLabels { result }).inc();
+        if hit {
+            self.token_cache_hit.inc();
+        } else {
+            self.token_cache_miss.inc();
+        }
     }
 
     pub fn rate_limited(&self, limit: Limit) {
