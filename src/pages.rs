@@ -193,3 +193,31 @@ pub(crate) fn escape(s: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_carry_security_headers_and_hsts_only_on_https() {
+        for https in [false, true] {
+            let resp = html_response(StatusCode::OK, "<p>x</p>".into(), &page_csp(), https);
+            let h = resp.headers();
+            assert_eq!(h["x-frame-options"], "DENY");
+            assert_eq!(h["x-content-type-options"], "nosniff");
+            assert_eq!(h["referrer-policy"], "no-referrer");
+            assert_eq!(h["cache-control"], "no-store");
+            let csp = h["content-security-policy"].to_str().unwrap();
+            assert!(csp.starts_with("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
+            assert_eq!(h.contains_key("strict-transport-security"), https);
+        }
+    }
+
+    #[test]
+    fn text_is_escaped_for_html() {
+        assert_eq!(
+            escape(r#"<script>"a" & 'b'</script>"#),
+            "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;"
+        );
+    }
+}

@@ -73,6 +73,13 @@ pub fn render(routing: &RoutingConfig, ready: &[(Arc<str>, SocketAddr)]) -> Byte
             q(service)
         );
     };
+    // Per workspace, everything is written straight into `out`: slugs are
+    // DNS labels and addresses are IP:port, so neither needs JSON escaping,
+    // and the configured parts are escaped once, here.
+    let url_json = q(roost_url);
+    let url_open = &url_json[..url_json.len() - 1]; // `"<roost_url>` without its closing quote
+    let domain_json = q(domain);
+    let domain_inner = &domain_json[1..domain_json.len() - 1];
     out.push_str(r#"{"http":{"middlewares":{"#);
     forward_auth(&mut out, AUTH_MIDDLEWARE, &format!("{roost_url}/auth"));
     for (slug, addr) in &ready {
@@ -80,11 +87,9 @@ pub fn render(routing: &RoutingConfig, ready: &[(Arc<str>, SocketAddr)]) -> Byte
         // the request to, so roost says yes only while that is still the
         // workspace's address: a stale route (a container that died, whose
         // port another container may now hold) gets 503, never a 2xx.
-        out.push(',');
-        forward_auth(
-            &mut out,
-            &format!("{AUTH_MIDDLEWARE}-{slug}"),
-            &format!("{roost_url}/auth?upstream={addr}"),
+        let _ = write!(
+            out,
+            r#","{AUTH_MIDDLEWARE}-{slug}":{{"forwardAuth":{{"addAuthCookiesToResponse":["roost_session"],"address":{url_open}/auth?upstream={addr}","authResponseHeaders":{auth_headers},"maxResponseBodySize":{AUTH_RESPONSE_CAP},"trustForwardHeader":false}}}}"#
         );
     }
     out.push_str(r#"},"routers":{"#);
@@ -102,31 +107,21 @@ pub fn render(routing: &RoutingConfig, ready: &[(Arc<str>, SocketAddr)]) -> Byte
         None,
     );
     for (slug, _) in &ready {
-        out.push(',');
-        let name = format!("ws-{slug}");
-        let auth = format!("{AUTH_MIDDLEWARE}-{slug}");
-        router(
-            &mut out,
-            &name,
-            &format!("Host(`{slug}.{domain}`)"),
-            100,
-            &name,
-            Some(&auth),
+        let _ = write!(
+            out,
+            r#","ws-{slug}":{{"entryPoints":{entry_points},"middlewares":["{AUTH_MIDDLEWARE}-{slug}"],"priority":100,"rule":"Host(`{slug}.{domain_inner}`)","service":"ws-{slug}"{tls}}}"#
         );
     }
     out.push_str(r#"},"services":{"#);
-    let service = |out: &mut String, name: &str, url: &str| {
+    let _ = write!(
+        out,
+        r#""roost":{{"loadBalancer":{{"servers":[{{"url":{url_json}}}]}}}}"#
+    );
+    for (slug, addr) in &ready {
         let _ = write!(
             out,
-            r#"{}:{{"loadBalancer":{{"servers":[{{"url":{}}}]}}}}"#,
-            q(name),
-            q(url)
+            r#","ws-{slug}":{{"loadBalancer":{{"servers":[{{"url":"http://{addr}"}}]}}}}"#
         );
-    };
-    service(&mut out, "roost", roost_url);
-    for (slug, addr) in &ready {
-        out.push(',');
-        service(&mut out, &format!("ws-{slug}"), &format!("http://{addr}"));
     }
     out.push_str("}}}");
     Bytes::from(out)
