@@ -165,3 +165,27 @@ fn the_example_config_is_valid() {
     let out = check_config(&path);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn the_compose_example_config_is_valid_once_its_secrets_are_set() {
+    let path = support::project_dir().join("examples/roost.compose.toml");
+    let without = roost_bin()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env_remove("ROOST_COOKIE_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(without.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&without.stderr);
+    assert!(
+        stderr.contains("ROOST_COOKIE_KEY"),
+        "browser sign-in needs the cookie key: {stderr}"
+    );
+    let with = roost_bin()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("ROOST_COOKIE_KEY", "a-cookie-key-of-at-least-32-characters-0123")
+        .output()
+        .unwrap();
+    assert!(with.status.success(), "{}", String::from_utf8_lossy(&with.stderr));
+}
