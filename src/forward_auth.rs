@@ -167,6 +167,15 @@ pub struct Allowed<'r> {
     pub set_cookie: Option<HeaderValue>,
 }
 
+/// Who a request comes from, as [`ForwardAuth::authenticate`] found it.
+pub struct Authenticated {
+    pub identity: Arc<Identity>,
+    /// A renewed session cookie to hand back to the browser.
+    pub set_cookie: Option<HeaderValue>,
+    /// The session's form token, when the caller came with a session.
+    pub csrf: Option<String>,
+}
+
 /// The `/auth` decision and what it needs.
 pub struct ForwardAuth {
     /// `.` + `routing.domain`.
@@ -276,7 +285,9 @@ impl ForwardAuth {
             .as_deref()
             .and_then(|h| self.workspace_of(h))
             .ok_or(HttpError::Forbidden("not a workspace host"))?;
-        let (identity, set_cookie) = self.authenticate(req).await?;
+        let Authenticated {
+            identity, set_cookie, ..
+        } = self.authenticate(req).await?;
         if !(identity.admin || *identity.slug == *workspace) {
             return Err(HttpError::Forbidden("not your workspace"));
         }
@@ -306,10 +317,15 @@ impl ForwardAuth {
     /// Who is asking. Missing and failed credentials count against the
     /// per-address limit; an address that ran out is refused before any
     /// verification work.
-    pub async fn authenticate(&self, req: &AuthRequest<'_>) -> Result<(Arc<Identity>, Option<HeaderValue>), HttpError> {
+    pub async fn authenticate(&self, req: &AuthRequest<'_>) -> Result<Authenticated, HttpError> {
+        let bearer = |identity| Authenticated {
+            identity,
+            set_cookie: None,
+            csrf: None,
+        };
         if let Credential::Bearer(token) = req.credential {
             if let Some(identity) = self.verifier.cached(token) {
-                return Ok((identity, None));
+                return Ok(bearer(identity));
             }
         }
         if let Err(wait) = self.limits.blocked(req.client_ip) {
@@ -317,7 +333,7 @@ impl ForwardAuth {
             return Err(HttpError::RateLimited("per address", wait));
         }
         let result = match req.credential {
-            Credential::Bearer(token) => self.verifier.verify(token).await.map(|i| (i, None)),
+            Credential::Bearer(token) => self.verifier.verify(token).await.map(bearer),
             Credential::Session(value) => self.open_session(value),
             Credential::None | Credential::Unsupported => Err(AuthError::Missing),
         };
@@ -337,12 +353,16 @@ impl ForwardAuth {
 }
 
 impl ForwardAuth {
-    /// A session cookie's identity, and the renewed cookie when it is due.
-    fn open_session(&self, value: &str) -> Result<(Arc<Identity>, Option<HeaderValue>), AuthError> {
+    /// A session cookie's identity, its form token, and the renewed cookie
+    /// when it is due.
+    fn open_session(&self, value: &str) -> Result<Authenticated, AuthError> {
         let sessions = self.sessions.as_ref().ok_or(AuthError::Missing)?;
         let opened = sessions.open(value)?;
-        let renewed = opened.refresh.then(|| sessions.renew(&opened.session));
-        Ok((Arc::new(sessions.identity(&opened.session)?), renewed))
+        Ok(Authenticated {
+            identity: Arc::new(sessions.identity(&opened.session)?),
+            set_cookie: opened.refresh.then(|| sessions.renew(&opened.session)),
+            csrf: Some(opened.session.csrf),
+        })
     }
 }
 

@@ -21,6 +21,7 @@
 //! - [`pages`]: the bare domain: landing, sign-in endpoints, the user's
 //!   status page and JSON API, security headers.
 //! - [`slug`]: claim value → workspace name.
+//! - [`clock`]: wall-clock seconds for expiry and labels.
 //! - [`limits`]: governor rate limits per address and per user.
 //! - [`workspace`]: the container runtime (Docker via bollard), the registry
 //!   (single-flight wake), the reaper, engine events, the status view.
@@ -33,6 +34,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod forward_auth;

@@ -8,7 +8,6 @@ mod api;
 mod status;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use base64::Engine;
 use http::header::{self, HeaderValue};
@@ -17,9 +16,9 @@ use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 
 use crate::app::App;
-use crate::auth::{Identity, LoginError};
+use crate::auth::LoginError;
 use crate::error::{full, Body, HttpError};
-use crate::forward_auth::{AuthRequest, Credential};
+use crate::forward_auth::AuthRequest;
 use crate::public_url::encode;
 
 /// Serves one request for the bare domain.
@@ -49,31 +48,13 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
 }
 
 /// Who is asking a page: the same credentials `/auth` takes (a bearer
-/// token or the session cookie).
-pub(crate) struct Caller {
-    pub identity: Arc<Identity>,
-    /// This session's form token, when the caller came with a session.
-    pub csrf: Option<String>,
-    /// A renewed session cookie to hand back.
-    pub set_cookie: Option<HeaderValue>,
-}
+/// token or the session cookie, whose form token comes along).
+pub(crate) use crate::forward_auth::Authenticated as Caller;
 
 pub(crate) async fn caller(app: &App, req: &Request<Incoming>, peer: SocketAddr) -> Result<Caller, HttpError> {
-    let auth = AuthRequest::from_headers(req.headers(), peer.ip());
-    let (identity, set_cookie) = app.forward_auth.authenticate(&auth).await?;
-    let csrf = match auth.credential {
-        Credential::Session(value) => app
-            .forward_auth
-            .sessions()
-            .and_then(|s| s.open(value).ok())
-            .map(|o| o.session.csrf),
-        _ => None,
-    };
-    Ok(Caller {
-        identity,
-        csrf,
-        set_cookie,
-    })
+    app.forward_auth
+        .authenticate(&AuthRequest::from_headers(req.headers(), peer.ip()))
+        .await
 }
 
 /// A browser without a session, sent to sign in and back to `back`.

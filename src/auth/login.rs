@@ -22,8 +22,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::jwks::{FetchError, KeyFetcher, KeyStore};
-use super::session::{cookies, now_secs, random_token, Sessions};
+use super::session::{cookies, random_token, Sessions};
 use super::{AuthError, Verifier};
+use crate::clock::now_secs;
 use crate::config::{Config, Secret};
 use crate::error::{full, Body};
 use crate::public_url::{encode, PublicOrigin};

@@ -8,13 +8,14 @@
 //! `session.max_age` after sign-in. The same sealing protects the
 //! short-lived sign-in state cookies ([`super::login`]).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use cookie::{Cookie, CookieJar, Key, SameSite};
 use http::HeaderValue;
 use serde::{Deserialize, Serialize};
 
 use super::{AuthError, Identity};
+use crate::clock::now_secs;
 use crate::config::{Secrets, SessionConfig};
 use crate::public_url::PublicOrigin;
 
@@ -61,10 +62,6 @@ pub struct Sessions {
     secure: bool,
     lifetime: Duration,
     max_age: Duration,
-}
-
-pub(crate) fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// `n` random bytes, URL-safe base64.

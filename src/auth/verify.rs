@@ -16,7 +16,7 @@
 //! calls do, between Traefik's own work).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use jsonwebtoken::{decode, decode_header, Validation};
 use std::hash::BuildHasher;
@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 
 use super::jwks::{KeyStore, Lookup};
 use super::{AuthError, Identity};
+use crate::clock::now_secs;
 use crate::config::OidcConfig;
 use crate::metrics::Metrics;
 
@@ -57,10 +58,6 @@ impl Expiry<TokenHash, Arc<Verdict>> for UntilExp {
         let left = v.identity.exp.saturating_sub(now_secs());
         Some(Duration::from_secs(left).min(MAX_CACHE_TTL))
     }
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// What a verified ID token says about who signed in.

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::registry::{Entry, Phase, Registry};
 use super::runtime::RuntimeError;
-use super::spec::now_secs;
+use crate::clock::now_secs;
 
 /// A quarter of the idle timeout, within [250 ms, 30 s].
 pub fn tick_for(idle_timeout: Duration) -> Duration {

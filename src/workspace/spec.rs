@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
+use crate::clock::now_secs;
 use crate::config::WorkspaceConfig;
 
 pub const LABEL_MANAGED: &str = "roost.managed";
@@ -95,8 +95,4 @@ pub fn config_hash(config: &WorkspaceConfig) -> String {
     });
     let digest = Sha256::digest(shape.to_string().as_bytes());
     digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
-}
-
-pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
