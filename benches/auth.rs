@@ -133,7 +133,7 @@ fn decision(c: &mut Criterion) {
     let peer: IpAddr = "127.0.0.1".parse().unwrap();
     let mut g = c.benchmark_group("auth");
     g.bench_function("parse_request", |b| {
-        b.iter(|| AuthRequest::from_headers(black_box(&headers), peer).client_ip)
+        b.iter(|| AuthRequest::from_headers(black_box(&headers), peer).client_ip(0))
     });
     g.bench_function("decision_cached_token", |b| {
         b.iter(|| {
@@ -152,6 +152,7 @@ fn route_table(c: &mut Criterion) {
         domain: "ws.example.com".into(),
         entrypoints: vec!["websecure".into()],
         roost_url: "http://roost:8080".into(),
+        auth_url: "http://roost:8081".into(),
         scheme: roost::config::Scheme::Https,
         tls_resolver: Some("letsencrypt".into()),
         public_port: 443,

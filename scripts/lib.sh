@@ -80,10 +80,12 @@ bench_token() {
 }
 
 # bench_roost CPU WORKSPACE_TOML: starts the release roost pinned to CPU with
-# these [workspace] lines; sets ROOST_ADDR once its keys are loaded.
+# these [workspace] lines; sets ROOST_ADDR (the internal listener: /auth,
+# /metrics, /readyz) and ROOST_PUBLIC (the public one) once its keys are loaded.
 bench_roost() {
   cat >"$work/roost.toml" <<TOML
 listen = "127.0.0.1:0"
+internal_listen = "127.0.0.1:0"
 [oidc]
 issuer = "$ISSUER"
 audience = "https://roost.test/api"
@@ -99,8 +101,10 @@ authenticated_per_user = "100000000/s"
 TOML
   RUST_LOG=warn,roost=info taskset -c "$1" "$ROOT/target/release/roost" serve --config "$work/roost.toml" 2>"$work/roost.log" &
   pids+=($!)
-  ROOST_ADDR=$(wait_for_line "$work/roost.log" 'roost listening' 20 | sed -E 's/.*address=([0-9.:]+).*/\1/') \
-    || die "roost did not start: $(cat "$work/roost.log")"
+  local line
+  line=$(wait_for_line "$work/roost.log" 'roost listening' 20) || die "roost did not start: $(cat "$work/roost.log")"
+  ROOST_ADDR=$(sed -E 's/.*internal=([0-9.:]+).*/\1/' <<<"$line")
+  ROOST_PUBLIC=$(sed -E 's/.*address=([0-9.:]+).*/\1/' <<<"$line")
   wait_http "http://$ROOST_ADDR/readyz" 20 || die "roost not ready: $(cat "$work/roost.log")"
 }
 

@@ -49,7 +49,8 @@ impl App {
         let keys = Arc::new(KeyStore::new(&config.oidc, fetcher.clone(), metrics.clone()));
         let verifier = Arc::new(Verifier::new(&config.oidc, keys.clone(), metrics.clone()));
         let limits = Arc::new(Limits::new(&config.limits));
-        let workspaces = runtime.map(|rt| Registry::new(rt, config.workspace.clone(), metrics.clone()));
+        let scope = (config.deployment.id.as_str(), config.oidc.issuer.as_str());
+        let workspaces = runtime.map(|rt| Registry::new(rt, config.workspace.clone(), scope, metrics.clone()));
         let gate: Arc<dyn ReadinessGate> = match &workspaces {
             Some(registry) => Arc::new(registry.clone()),
             None => Arc::new(AlwaysReady),
@@ -73,11 +74,12 @@ impl App {
             limits.clone(),
             gate,
             metrics.clone(),
+            config.server.trusted_hops,
         );
         let routes = RouteTable::new(config.routing.clone());
         Arc::new(App {
             routes,
-            proxy: Proxy::new(metrics.clone()),
+            proxy: Proxy::new(metrics.clone(), &config.limits),
             config,
             metrics,
             keys,
@@ -90,9 +92,17 @@ impl App {
     }
 }
 
-/// Serves on `listener` until `shutdown` completes, then drains requests
-/// and stops every background task.
-pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+/// roost's two bound listeners (see [`crate::server`]).
+pub struct Listeners {
+    /// `listen`: the fallback proxy and pages.
+    pub public: TcpListener,
+    /// `internal_listen`: `/auth`, `/traefik`, `/metrics`, probes.
+    pub internal: TcpListener,
+}
+
+/// Serves on both listeners until `shutdown` completes, then drains
+/// requests and stops every background task.
+pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
     let stop = CancellationToken::new();
     let mut background = JoinSet::new();
     background.spawn(app.keys.clone().run_refresher(stop.child_token()));
@@ -101,18 +111,24 @@ pub async fn run(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Out
         background.spawn(events::follow(registry.clone(), stop.child_token()));
         background.spawn(reaper::run(registry.clone(), stop.child_token()));
     }
-    // The listener runs as a task on the runtime's workers, like the
-    // connections it spawns: no cross-thread wake-up per connection.
-    let mut serving = tokio::spawn(crate::server::serve(listener, app.clone(), stop.clone()));
-    let joined = tokio::select! {
-        r = &mut serving => r,
-        () = shutdown => {
-            tracing::info!("shutting down");
-            stop.cancel();
-            (&mut serving).await
-        }
-    };
-    let result = joined.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    // The listeners run as tasks on the runtime's workers, like the
+    // connections they spawn: no cross-thread wake-up per connection.
+    use crate::server::{serve, Listener};
+    let flatten =
+        |r: Result<std::io::Result<()>, tokio::task::JoinError>| r.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    let mut servers = JoinSet::new();
+    servers.spawn(serve(listeners.public, Listener::Public, app.clone(), stop.clone()));
+    servers.spawn(serve(listeners.internal, Listener::Internal, app.clone(), stop.clone()));
+    let mut result = Ok(());
+    tokio::select! {
+        // A listener ended on its own: stop everything.
+        Some(r) = servers.join_next() => result = flatten(r),
+        () = shutdown => tracing::info!("shutting down"),
+    }
+    stop.cancel();
+    while let Some(r) = servers.join_next().await {
+        result = result.and(flatten(r));
+    }
     stop.cancel();
     app.proxy.shutdown().await;
     while background.join_next().await.is_some() {}

@@ -96,7 +96,13 @@ impl Secrets {
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The public listener: the fallback proxy and roost's pages, what
+    /// Traefik's routers forward to.
     pub listen: SocketAddr,
+    /// The internal listener: `/auth`, `/traefik`, `/metrics`, `/healthz`,
+    /// `/readyz`; never served through the public one.
+    pub internal_listen: SocketAddr,
+    pub deployment: DeploymentConfig,
     pub server: ServerConfig,
     pub oidc: OidcConfig,
     pub routing: RoutingConfig,
@@ -106,8 +112,20 @@ pub struct Config {
     pub secrets: Secrets,
 }
 
+/// Which roost this is (`[deployment]`): its id is in every container,
+/// volume and network name it makes and in their labels, so deployments
+/// sharing an engine never touch each other's workspaces.
+#[derive(Debug, Clone)]
+pub struct DeploymentConfig {
+    /// `[a-z][a-z0-9-]*`, at most 20 characters; default `roost`.
+    pub id: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// Proxies in front of Traefik that append to `X-Forwarded-For` (a load
+    /// balancer): the client address is that many entries before the last.
+    pub trusted_hops: u32,
     /// A client must send a request's whole head within this time (408 otherwise).
     pub header_read_timeout: Duration,
     /// Largest request head accepted (431 beyond).
@@ -163,8 +181,12 @@ pub struct RoutingConfig {
     /// Workspaces live at `<slug>.<domain>`; lower case, no trailing dot.
     pub domain: String,
     pub entrypoints: Vec<String>,
-    /// How Traefik reaches roost, e.g. `http://127.0.0.1:8080`.
+    /// How Traefik reaches roost's public listener (the fallback proxy),
+    /// e.g. `http://127.0.0.1:8080`.
     pub roost_url: String,
+    /// How Traefik reaches roost's internal listener (forwardAuth), e.g.
+    /// `http://127.0.0.1:8081`; default `http://<internal_listen>`.
+    pub auth_url: String,
     pub scheme: Scheme,
     /// Traefik certificate resolver for the workspace routers (https).
     pub tls_resolver: Option<String>,
@@ -175,11 +197,19 @@ pub struct RoutingConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AddressMode {
-    /// The workspace port is published on 127.0.0.1 with an ephemeral host port.
+    /// The workspace port is published on 127.0.0.1 with an ephemeral host
+    /// port (the container is on `workspace.network` all the same; Docker
+    /// publishes no port of an internal network, so this needs
+    /// `workspace.egress`).
     Published,
-    /// The container's IP on `workspace.network`.
+    /// The container's IP on `workspace.network`, reached from the host
+    /// through the network's bridge (the default).
     Network,
 }
+
+/// The network roost creates for its workspaces when `workspace.network`
+/// is not set.
+pub const DEFAULT_WORKSPACE_NETWORK: &str = "roost-workspaces";
 
 #[derive(Debug, Clone)]
 pub struct WorkspaceConfig {
@@ -194,7 +224,19 @@ pub struct WorkspaceConfig {
     pub max_lifetime: Duration,
     pub start_timeout: Duration,
     pub address: AddressMode,
-    pub network: Option<String>,
+    /// The bridge network every workspace joins: inter-container traffic
+    /// off, and internal (no route out) unless `egress`. Created by roost
+    /// when missing; an existing one must pass the same checks.
+    pub network: String,
+    /// Workspaces may open connections to the internet (the network is not
+    /// internal).
+    pub egress: bool,
+    /// Size of the tmpfs mounted at `/tmp`.
+    pub tmp_size: u64,
+    /// `user[:group]` the workspace runs as (default: the image's).
+    pub user: Option<String>,
+    /// A read-only root filesystem (`/tmp` and the volume stay writable).
+    pub read_only: bool,
     pub max_running: u32,
     pub max_concurrent_spawns: u32,
     /// Extra labels on every container and volume roost creates.
@@ -213,6 +255,12 @@ pub struct WorkspaceConfig {
 pub struct LimitsConfig {
     pub unauthenticated_per_ip: Rate,
     pub authenticated_per_user: Rate,
+    /// Upgraded connections (WebSockets) one user (`sub`) may have open
+    /// through the fallback proxy at once; beyond, 429.
+    pub tunnels_per_user: u32,
+    /// An upgraded connection with no bytes in either direction for this
+    /// long is closed.
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// Browser sessions (`[session]`).
@@ -233,6 +281,21 @@ pub struct SessionConfig {
 pub const TRAEFIK_FORWARD_AUTH_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Config {
+    /// What is valid but likely a mistake, in plain words (check-config
+    /// prints these, `serve` logs them once).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.oidc.username_claim != "sub" {
+            out.push(format!(
+                "oidc.username_claim = {:?}: workspace names come from a claim that may not be unique or stable \
+                 (two accounts with the same value share one name; only the first account's `sub` may use it, the \
+                 other gets 403). Use \"sub\" unless the provider guarantees the claim is unique and never reused.",
+                self.oidc.username_claim
+            ));
+        }
+        out
+    }
+
     /// Reads and validates `path`, with secrets from the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -34,10 +34,10 @@ pub const ROOST_COOKIE_PREFIX: &str = "roost_";
 /// What `/auth` reads from a forwarded request.
 #[derive(Debug)]
 pub struct AuthRequest<'a> {
-    /// `X-Forwarded-Host` (else `Host`), lowered, without port.
+    /// `X-Forwarded-Host` (else `Host`), normalised ([`crate::host`]).
     pub host: Option<Cow<'a, str>>,
-    /// The last hop Traefik appended to `X-Forwarded-For`, else the peer.
-    pub client_ip: IpAddr,
+    /// The TCP peer (Traefik), when `X-Forwarded-For` says nothing usable.
+    pub peer: IpAddr,
     pub credential: Credential<'a>,
     /// The request's `Cookie` header, to be passed on without roost's own.
     pub cookie: Option<&'a HeaderValue>,
@@ -95,15 +95,7 @@ impl<'a> AuthRequest<'a> {
             .get(X_FORWARDED_HOST)
             .or_else(|| headers.get(http::header::HOST))
             .and_then(|v| v.to_str().ok())
-            .map(|h| lowercase(strip_port(h.trim())));
-        let client_ip = headers
-            .get_all(X_FORWARDED_FOR)
-            .iter()
-            .next_back()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|ip| ip.trim().parse().ok())
-            .unwrap_or(peer);
+            .and_then(crate::host::normalize);
         let credential = match headers.get(AUTHORIZATION).map(HeaderValue::as_bytes) {
             None => match cookie_value(headers.get(COOKIE), SESSION_COOKIE) {
                 Some(v) if !v.is_empty() => Credential::Session(v),
@@ -119,7 +111,7 @@ impl<'a> AuthRequest<'a> {
         };
         AuthRequest {
             host,
-            client_ip,
+            peer,
             credential,
             cookie: headers.get(COOKIE),
             upstream: None,
@@ -127,6 +119,28 @@ impl<'a> AuthRequest<'a> {
             uri: None,
             headers,
         }
+    }
+
+    /// The client's address: the entry `hops` before the last one in
+    /// `X-Forwarded-For` (Traefik appends the address it saw; each trusted
+    /// proxy in front of it appended one more), else the TCP peer. Read only
+    /// when a limit needs it, never on the cached hot path.
+    pub fn client_ip(&self, hops: u32) -> IpAddr {
+        let mut entries = self
+            .headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .rev()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.rsplit(','));
+        let mut found = None;
+        for _ in 0..=hops {
+            match entries.next() {
+                Some(entry) => found = Some(entry),
+                None => break,
+            }
+        }
+        found.and_then(|ip| ip.trim().parse().ok()).unwrap_or(self.peer)
     }
 
     /// Reads `upstream=` from `/auth`'s own query string.
@@ -138,22 +152,6 @@ impl<'a> AuthRequest<'a> {
             .and_then(|v| v.parse().ok());
         self
     }
-}
-
-/// `s` in lower case, borrowed when it already is.
-pub(crate) fn lowercase(s: &str) -> Cow<'_, str> {
-    if s.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(s.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(s)
-    }
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host; // IPv6 literals are never workspace hosts anyway
-    }
-    host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
 /// An authorized request: who, for which workspace, and where it answers
@@ -189,6 +187,8 @@ pub struct ForwardAuth {
     gate: Arc<dyn ReadinessGate>,
     /// `workspace.auth_wait`, read once.
     auth_wait: std::time::Duration,
+    /// `server.trusted_hops`: proxies in front of Traefik.
+    trusted_hops: u32,
     metrics: Arc<Metrics>,
 }
 
@@ -200,8 +200,10 @@ impl ForwardAuth {
         limits: Arc<Limits>,
         gate: Arc<dyn ReadinessGate>,
         metrics: Arc<Metrics>,
+        trusted_hops: u32,
     ) -> Self {
         ForwardAuth {
+            trusted_hops,
             dot_domain: format!(".{}", origin.domain()),
             origin,
             verifier,
@@ -314,40 +316,49 @@ impl ForwardAuth {
         })
     }
 
-    /// Who is asking. Missing and failed credentials count against the
-    /// per-address limit; an address that ran out is refused before any
-    /// verification work.
+    /// Who is asking. Only what costs is limited per address: the
+    /// signature check of a token not verified before (counted when it
+    /// fails). Missing credentials, session cookies and cached tokens never
+    /// count, and are never refused for their address ([`crate::limits`]).
     pub async fn authenticate(&self, req: &AuthRequest<'_>) -> Result<Authenticated, HttpError> {
         let bearer = |identity| Authenticated {
             identity,
             set_cookie: None,
             csrf: None,
         };
-        if let Credential::Bearer(token) = req.credential {
-            if let Some(identity) = self.verifier.cached(token) {
-                return Ok(bearer(identity));
-            }
-        }
-        if let Err(wait) = self.limits.blocked(req.client_ip) {
-            self.metrics.rate_limited(Limit::UnauthenticatedPerIp);
-            return Err(HttpError::RateLimited("per address", wait));
-        }
-        let result = match req.credential {
-            Credential::Bearer(token) => self.verifier.verify(token).await.map(bearer),
-            Credential::Session(value) => self.open_session(value),
-            Credential::None | Credential::Unsupported => Err(AuthError::Missing),
-        };
-        match result {
-            Ok(found) => Ok(found),
-            Err(AuthError::KeysUnavailable) => Err(AuthError::KeysUnavailable.into()),
-            Err(e) => match self.limits.unauthenticated(req.client_ip) {
-                Ok(()) => Err(e.into()),
-                Err(wait) => {
-                    tracing::debug!(error = %e, "refused credential");
-                    self.metrics.rate_limited(Limit::UnauthenticatedPerIp);
-                    Err(HttpError::RateLimited("per address", wait))
+        match req.credential {
+            Credential::Bearer(token) => {
+                if let Some(identity) = self.verifier.cached(token) {
+                    return Ok(bearer(identity));
                 }
-            },
+                let ip = req.client_ip(self.trusted_hops);
+                let claimed_sub = || {
+                    #[derive(serde::Deserialize)]
+                    struct Sub {
+                        sub: String,
+                    }
+                    jsonwebtoken::dangerous::insecure_decode_claims::<Sub>(token)
+                        .ok()
+                        .map(|c| c.sub)
+                };
+                if let Err(wait) = self.limits.may_verify(ip, claimed_sub) {
+                    self.metrics.rate_limited(Limit::UnauthenticatedPerIp);
+                    return Err(HttpError::RateLimited("per address", wait));
+                }
+                match self.verifier.verify(token).await {
+                    Ok(identity) => {
+                        self.limits.verified(&identity.sub);
+                        Ok(bearer(identity))
+                    }
+                    Err(AuthError::KeysUnavailable) => Err(AuthError::KeysUnavailable.into()),
+                    Err(e) => {
+                        self.limits.failed(ip);
+                        Err(e.into())
+                    }
+                }
+            }
+            Credential::Session(value) => Ok(self.open_session(value)?),
+            Credential::None | Credential::Unsupported => Err(AuthError::Missing.into()),
         }
     }
 }
@@ -426,14 +437,17 @@ mod tests {
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
         let r = AuthRequest::from_headers(&h, peer);
         assert_eq!(r.host.as_deref(), Some("alice.ws.example.com"));
-        assert_eq!(r.client_ip, "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert_eq!(r.client_ip(0), "203.0.113.9".parse::<IpAddr>().unwrap());
+        // Behind one more proxy (a load balancer), the entry before.
+        assert_eq!(r.client_ip(1), "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(r.client_ip(5), "10.0.0.1".parse::<IpAddr>().unwrap());
         assert_eq!(r.credential, Credential::Bearer("abc.def.ghi"));
 
         h.insert("authorization", HeaderValue::from_static("Basic dXNlcjpwYXNz"));
         h.remove("x-forwarded-for");
         let r = AuthRequest::from_headers(&h, peer);
         assert_eq!(r.credential, Credential::Unsupported);
-        assert_eq!(r.client_ip, peer);
+        assert_eq!(r.client_ip(0), peer);
         h.insert("authorization", HeaderValue::from_static("Bearer "));
         assert_eq!(AuthRequest::from_headers(&h, peer).credential, Credential::None);
     }

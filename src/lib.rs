@@ -9,8 +9,11 @@
 //!   every bad key reported at once.
 //! - [`app`]: builds the components from the config; [`app::run`] owns the
 //!   listener and background tasks and drains on shutdown.
-//! - [`server`]: the hyper listener, connection limits (408/431), routing of
-//!   roost's own paths.
+//! - [`server`]: the two listeners (public: the fallback proxy and pages;
+//!   internal: `/auth`, `/traefik`, `/metrics`, probes), connection limits
+//!   (408/431), routing of roost's own paths.
+//! - [`host`]: host names normalised once (case, port, trailing dot, IDNA,
+//!   IP literals), the same way for routing, authorization and rendering.
 //! - [`forward_auth`]: the `/auth` decision: host → workspace, caller,
 //!   ownership, limits, readiness.
 //! - [`auth`]: signing keys ([`auth::jwks`]), token verification with the
@@ -38,6 +41,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod forward_auth;
+pub mod host;
 pub mod limits;
 pub mod metrics;
 pub mod pages;

@@ -46,10 +46,16 @@ fn main() -> ExitCode {
         }
     };
     if let Command::CheckConfig { .. } = cli.command {
+        for warning in config.warnings() {
+            eprintln!("roost: {}: warning: {warning}", path.display());
+        }
         println!("{}: ok", path.display());
         return ExitCode::SUCCESS;
     }
     init_tracing(config.server.log_format);
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     match serve(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -74,15 +80,29 @@ fn init_tracing(format: LogFormat) {
 
 #[tokio::main]
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let listen = config.listen;
+    let (listen, internal_listen) = (config.listen, config.internal_listen);
     let fetcher = Arc::new(HttpFetcher::new(config.oidc.http_timeout));
-    let runtime = Arc::new(DockerRuntime::from_env().scoped(&config.workspace.labels));
+    let runtime = Arc::new(
+        DockerRuntime::from_env()
+            .scoped(&config.workspace.labels)
+            .for_deployment(&config.deployment.id, &config.oidc.issuer),
+    );
     let app = roost::app::App::new(config, fetcher, Some(runtime));
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(address = %listener.local_addr()?, "roost listening");
-    roost::app::run(app, listener, shutdown_signal()).await?;
+    let bind = |addr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))
+    };
+    let listeners = roost::app::Listeners {
+        public: bind(listen).await?,
+        internal: bind(internal_listen).await?,
+    };
+    tracing::info!(
+        address = %listeners.public.local_addr()?,
+        internal = %listeners.internal.local_addr()?,
+        "roost listening"
+    );
+    roost::app::run(app, listeners, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

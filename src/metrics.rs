@@ -141,6 +141,7 @@ pub struct Metrics {
     spawn_failures: Family<ReasonLabels, Counter>,
     admission_refusals: Family<ReasonLabels, Counter>,
     proxied: Family<KindLabels, Counter>,
+    tunnels_refused: Counter,
 }
 
 fn spawn_histogram() -> Histogram {
@@ -201,6 +202,12 @@ impl Metrics {
             "Requests served by the fallback proxy (before Traefik routes directly), by kind",
             proxied.clone(),
         );
+        let tunnels_refused = Counter::default();
+        registry.register(
+            "proxy_tunnels_refused",
+            "Upgrades (WebSockets) refused by the fallback proxy: the user had limits.tunnels_per_user open",
+            tunnels_refused.clone(),
+        );
         registry.register(
             "workspace_culls",
             "Workspaces stopped or removed by roost, by reason",
@@ -249,6 +256,7 @@ impl Metrics {
             spawn_failures,
             admission_refusals,
             proxied,
+            tunnels_refused,
         }
     }
 
@@ -299,6 +307,10 @@ impl Metrics {
     pub fn proxied(&self, upgrade: bool) {
         let kind = if upgrade { "upgrade" } else { "http" };
         self.proxied.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    pub fn tunnel_refused(&self) {
+        self.tunnels_refused.inc();
     }
 
     /// The Prometheus text exposition of every metric.

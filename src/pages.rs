@@ -1,10 +1,12 @@
 //! The bare domain (`<scheme>://<domain>/`), where people meet roost
-//! itself: the landing redirect to one's own workspace, sign-in and
-//! sign-out ([`crate::auth::login`]), the user's status page
+//! itself: the landing redirect to one's own workspace, sign-in
+//! ([`crate::auth::login`]) and sign-out (a POST with the form token,
+//! [`logout`]), the user's status page
 //! ([`status`]) and its JSON API ([`api`]). Every page carries the same
 //! security headers ([`html_response`]).
 
 mod api;
+mod logout;
 mod status;
 
 use std::net::SocketAddr;
@@ -26,7 +28,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
     let path = req.uri().path();
     let result = match (req.method(), path) {
         (&Method::GET | &Method::HEAD, "/") => landing(app, &req, peer).await,
-        (&Method::GET | &Method::HEAD, "/_roost/login") => login(app, &req),
+        (&Method::GET | &Method::HEAD, "/_roost/login") => login(app, &req, peer),
         (&Method::GET, "/_roost/callback") => match &app.login {
             Some(login) => login
                 .callback(req.uri().query(), req.headers().get(header::COOKIE))
@@ -34,10 +36,8 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
                 .map_err(HttpError::from),
             None => Err(LoginError::NotConfigured.into()),
         },
-        (&Method::GET | &Method::POST, "/_roost/logout") => match &app.login {
-            Some(login) => Ok(login.logout()),
-            None => Err(LoginError::NotConfigured.into()),
-        },
+        (&Method::GET | &Method::HEAD, "/_roost/logout") => logout::page(app, &req, peer).await,
+        (&Method::POST, "/_roost/logout") => logout::sign_out(app, req, peer).await,
         (&Method::GET | &Method::HEAD, "/_roost/signed-out") => Ok(signed_out(app)),
         (_, "/_roost/" | "/_roost") => status::page(app, req, peer).await,
         (_, p) if p.starts_with("/_roost/api/v1/") => api::handle(app, req, peer).await,
@@ -78,8 +78,15 @@ async fn landing(app: &App, req: &Request<Incoming>, peer: SocketAddr) -> Result
 }
 
 /// `GET /_roost/login?rd=`.
-fn login(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, HttpError> {
+fn login(app: &App, req: &Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, HttpError> {
     let login = app.login.as_ref().ok_or(LoginError::NotConfigured)?;
+    // A sign-in start costs a state cookie and a trip to the provider:
+    // limited per address (nothing else a browser does there is).
+    let ip = AuthRequest::from_headers(req.headers(), peer.ip()).client_ip(app.config.server.trusted_hops);
+    if let Err(wait) = app.limits.sign_in(ip) {
+        app.metrics.rate_limited(crate::metrics::Limit::UnauthenticatedPerIp);
+        return Err(HttpError::RateLimited("per address", wait));
+    }
     let rd = url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
         .find(|(k, _)| k == "rd")
         .map(|(_, v)| v.into_owned());

@@ -8,13 +8,20 @@
 //! identity headers added. While the workspace starts, a browser navigation
 //! gets a small "starting" page that reloads itself the moment the workspace
 //! is ready; API clients are held until ready (bounded), then proxied.
+//!
+//! Hop-by-hop headers, those a `Connection` header names and any client
+//! spelling of roost's identity headers are dropped ([`headers`]); upgraded
+//! connections are capped per user and closed when idle ([`tunnel`]).
+
+mod headers;
+mod tunnel;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -24,43 +31,41 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Identity;
+use crate::config::LimitsConfig;
 use crate::error::{full, text_response, Body, HttpError};
 use crate::forward_auth::{
     workspace_cookie, AuthRequest, ClientKind, ForwardAuth, X_ROOST_EMAIL, X_ROOST_USER, X_ROOST_WORKSPACE,
 };
 use crate::metrics::Metrics;
 use crate::workspace::RuntimeError;
+use headers::{strip_hop_by_hop, strip_roost_headers, wants_upgrade};
+use tunnel::{Ended, Tunnels};
 
 /// How long the starting page's long poll waits before reporting progress.
 const WAIT_POLL: Duration = Duration::from_secs(10);
 
-/// Headers that belong to one hop and are never forwarded.
-const HOP_BY_HOP: [HeaderName; 7] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-];
+/// What a user over `limits.tunnels_per_user` is told to wait.
+const TUNNEL_RETRY_AFTER_SECS: u32 = 5;
 
 pub struct Proxy {
     client: Client<HttpConnector, Incoming>,
     /// Upgraded connections (WebSockets) being relayed.
     tunnels: TaskTracker,
+    /// Open tunnels per user, and their idle timeout.
+    open_tunnels: Arc<Tunnels>,
     stop: CancellationToken,
     metrics: Arc<Metrics>,
 }
 
 impl Proxy {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub fn new(metrics: Arc<Metrics>, limits: &LimitsConfig) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
         Proxy {
             client: Client::builder(TokioExecutor::new()).build(connector),
             tunnels: TaskTracker::new(),
+            open_tunnels: Tunnels::new(limits.tunnels_per_user, limits.tunnel_idle_timeout),
             stop: CancellationToken::new(),
             metrics,
         }
@@ -123,6 +128,18 @@ pub async fn handle(proxy: &Proxy, fa: &ForwardAuth, mut req: Request<Incoming>,
         return HttpError::NotReady("no container runtime configured").into_response();
     };
     let client_upgrade = wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+    // Counted before the workspace is asked, so one over the cap is never proxied.
+    let slot = match client_upgrade {
+        Some(_) => match proxy.open_tunnels.open(&identity.sub) {
+            Some(slot) => Some(slot),
+            None => {
+                proxy.metrics.tunnel_refused();
+                tracing::info!(user = %identity.sub, %workspace, "upgrade refused: limits.tunnels_per_user reached");
+                return too_many_tunnels();
+            }
+        },
+        None => None,
+    };
     let upstream = match build_upstream(req, &identity, &workspace, address) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
@@ -140,18 +157,22 @@ pub async fn handle(proxy: &Proxy, fa: &ForwardAuth, mut req: Request<Incoming>,
         if let Some(client_upgrade) = client_upgrade {
             let backend_upgrade = hyper::upgrade::on(&mut resp);
             let stop = proxy.stop.clone();
+            let idle = proxy.open_tunnels.idle_timeout();
             proxy.tunnels.spawn(async move {
+                // Counted until the tunnel ends.
+                let _slot = slot;
                 let (Ok(client), Ok(backend)) = (client_upgrade.await, backend_upgrade.await) else {
                     return;
                 };
-                let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
-                tokio::select! {
-                    _ = tokio::io::copy_bidirectional(&mut client, &mut backend) => {}
-                    () = stop.cancelled() => {}
+                match tunnel::relay(TokioIo::new(client), TokioIo::new(backend), idle, &stop).await {
+                    Ok(Ended::Idle) => tracing::debug!(%workspace, "idle tunnel closed"),
+                    Ok(Ended::Closed | Ended::Stopped) => {}
+                    Err(e) => tracing::debug!(%workspace, error = %e, "tunnel ended"),
                 }
             });
         }
         let (mut parts, _) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers, true);
         if let Some(c) = set_cookie {
             parts.headers.append(header::SET_COOKIE, c);
         }
@@ -165,6 +186,17 @@ pub async fn handle(proxy: &Proxy, fa: &ForwardAuth, mut req: Request<Incoming>,
     Response::from_parts(parts, Body::Right(body))
 }
 
+/// 429 for an upgrade over `limits.tunnels_per_user`.
+fn too_many_tunnels() -> Response<Body> {
+    let mut resp = text_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many open connections to your workspace; close one and retry",
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(TUNNEL_RETRY_AFTER_SECS));
+    resp
+}
+
 /// `GET /_roost/wait` on a workspace host: the starting page's long poll.
 /// 200 once ready; 202 with the current step while starting.
 pub async fn wait(fa: &ForwardAuth, req: &Request<Incoming>, peer: SocketAddr) -> Response<Body> {
@@ -173,27 +205,6 @@ pub async fn wait(fa: &ForwardAuth, req: &Request<Incoming>, peer: SocketAddr) -
         Ok(_) => text_response(StatusCode::OK, "ready"),
         Err(HttpError::Runtime(RuntimeError::NotReady { .. })) => text_response(StatusCode::ACCEPTED, "starting"),
         Err(e) => e.into_response(),
-    }
-}
-
-fn wants_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
-}
-
-fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    for name in HOP_BY_HOP.iter() {
-        if keep_upgrade && *name == header::CONNECTION {
-            continue;
-        }
-        headers.remove(name);
-    }
-    if !keep_upgrade {
-        headers.remove(header::UPGRADE);
     }
 }
 
@@ -210,9 +221,8 @@ fn build_upstream(
     parts.uri = Uri::try_from(format!("http://{address}{path}")).map_err(|_| HttpError::NotFound)?;
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers, upgrade);
-    if upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    }
+    // Any spelling of X-Roost-* a client sent: only roost's own values pass.
+    strip_roost_headers(headers);
     headers.remove(header::AUTHORIZATION);
     let cookie = workspace_cookie(headers.get(header::COOKIE));
     headers.remove(header::COOKIE);

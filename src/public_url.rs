@@ -119,6 +119,7 @@ mod tests {
             domain: "ws.example.com".into(),
             entrypoints: vec!["web".into()],
             roost_url: "http://roost:8080".into(),
+            auth_url: "http://roost:8081".into(),
             scheme,
             tls_resolver: None,
             public_port: port,

@@ -1,7 +1,12 @@
-//! The HTTP listener: accepts connections, serves each with hyper's HTTP/1
+//! The HTTP listeners: accept connections, serve each with hyper's HTTP/1
 //! (keep-alive, header-read timeout answered 408, header-size limit answered
-//! 431), routes roost's own paths, and drains on shutdown: no new
+//! 431), route roost's own paths, and drain on shutdown: no new
 //! connections, in-flight requests finish within `server.shutdown_grace`.
+//!
+//! There are two, and what one serves the other never does: the public
+//! listener (what Traefik's routers forward to: the fallback proxy and
+//! roost's pages) and the internal one (`/auth`, `/traefik`, `/metrics`,
+//! `/healthz`, `/readyz`: what Traefik itself and operators ask).
 
 mod conn;
 mod routes;
@@ -17,8 +22,22 @@ use tokio_util::task::TaskTracker;
 
 use crate::app::App;
 
+/// Which of roost's two listeners a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// Workspace hosts (the fallback proxy) and the bare domain (pages).
+    Public,
+    /// Traefik's forwardAuth and HTTP provider, metrics and probes.
+    Internal,
+}
+
 /// Serves `listener` until `stop` is cancelled, then drains.
-pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    role: Listener,
+    app: Arc<App>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
     let server = &app.config.server;
     let mut builder = http1::Builder::new();
     builder
@@ -40,7 +59,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
                 Ok((tcp, peer)) => {
                     // Latency matters more than packet count for tiny answers.
                     let _ = tcp.set_nodelay(true);
-                    let conn = conn::serve(builder.clone(), tcp, peer, app.clone(), stop.clone(), force.clone());
+                    let conn = conn::serve(builder.clone(), tcp, peer, role, app.clone(), stop.clone(), force.clone());
                     connections.spawn(conn);
                 }
                 Err(e) => {

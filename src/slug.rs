@@ -1,17 +1,34 @@
 //! Workspace names: a user's claim value turned into a DNS label.
 //!
 //! The claim is lowered to `[a-z0-9-]` and cut to 40 characters; whenever
-//! that mapping was not the identity, a short hash of the raw value is
-//! appended, so `auth0|abc` and `auth0-abc` never share a workspace.
+//! that mapping was not the identity, 64 bits of a hash of the raw value
+//! are appended, so `auth0|abc` and `auth0-abc` never share a workspace
+//! (and finding a second value for someone's slug costs 2^64 tries).
+//! Slugs made before carried 32 bits ([`legacy_slug_for`]); a workspace's
+//! volume from then is found again by that name.
 
 use sha2::{Digest, Sha256};
 
 /// Longest slug: leaves room in a 63-byte DNS label and in `roost-<slug>-data`.
 pub const MAX_LEN: usize = 40;
-const HASH_LEN: usize = 8;
+/// Hex digits of the hash: 64 bits.
+const HASH_LEN: usize = 16;
+/// What slugs carried before: 32 bits.
+const LEGACY_HASH_LEN: usize = 8;
 
 /// The workspace slug for a raw claim value.
 pub fn slug_for(raw: &str) -> String {
+    slug_with(raw, HASH_LEN)
+}
+
+/// The slug this claim value had when slugs carried 32-bit hashes, when
+/// that differs from today's (only hashed slugs changed).
+pub fn legacy_slug_for(raw: &str) -> Option<String> {
+    let old = slug_with(raw, LEGACY_HASH_LEN);
+    (old != slug_for(raw)).then_some(old)
+}
+
+fn slug_with(raw: &str, hash_len: usize) -> String {
     let mapped: String = raw
         .chars()
         .map(|ch| match ch {
@@ -24,7 +41,7 @@ pub fn slug_for(raw: &str) -> String {
         return mapped;
     }
     let digest = Sha256::digest(raw.as_bytes());
-    let hash: String = digest.iter().take(HASH_LEN / 2).map(|b| format!("{b:02x}")).collect();
+    let hash: String = digest.iter().take(hash_len / 2).map(|b| format!("{b:02x}")).collect();
     // Collapse runs of '-' and trim them so the label stays readable and valid.
     let mut stem = String::with_capacity(mapped.len());
     for ch in mapped.chars() {
@@ -33,7 +50,7 @@ pub fn slug_for(raw: &str) -> String {
         }
     }
     let stem = stem.trim_matches('-');
-    let room = MAX_LEN - HASH_LEN - 1;
+    let room = MAX_LEN - hash_len - 1;
     let stem = stem[..stem.len().min(room)].trim_end_matches('-');
     if stem.is_empty() {
         format!("u-{hash}")
@@ -71,6 +88,17 @@ mod tests {
         assert_ne!(a, b);
         assert_ne!(slug_for("Alice"), slug_for("alice"));
         assert_ne!(slug_for("alice@example.com"), slug_for("alice-example-com"));
+    }
+
+    #[test]
+    fn hashes_carry_64_bits_and_the_old_slug_is_known() {
+        let s = slug_for("auth0|abc");
+        let hash = s.rsplit('-').next().unwrap();
+        assert_eq!(hash.len(), 16, "{s}");
+        let old = legacy_slug_for("auth0|abc").unwrap();
+        assert_eq!(old.rsplit('-').next().unwrap().len(), 8, "{old}");
+        assert_eq!(&hash[..8], old.rsplit('-').next().unwrap(), "same hash, longer");
+        assert_eq!(legacy_slug_for("alice"), None, "unhashed slugs never changed");
     }
 
     #[test]

@@ -26,6 +26,13 @@ use crate::workspace::registry::Registry;
 pub const AUTH_MIDDLEWARE: &str = "roost-auth";
 /// Largest forwardAuth answer Traefik reads (roost's are tiny).
 const AUTH_RESPONSE_CAP: u64 = 64 * 1024;
+/// `authResponseHeadersRegex`, as a JSON string: Traefik first removes
+/// every request header whose name matches, then copies the matching ones
+/// from roost's answer. Go canonicalises names on dashes only, so
+/// `X_Roost_User` or `X.Roost.User` would otherwise pass as headers of
+/// their own, which CGI, WSGI or PHP backends read as `X-Roost-User`.
+/// (No backslash or quote inside: the JSON is the text between quotes.)
+const ALIAS_REGEX_JSON: &str = r#""^(?i)x[^a-z0-9]roost[^a-z0-9]""#;
 
 /// Renders the dynamic configuration for `ready` workspaces (any order:
 /// they are written sorted by slug, every key in a fixed order, so the same
@@ -56,7 +63,7 @@ pub fn render(routing: &RoutingConfig, ready: &[(Arc<str>, SocketAddr)]) -> Byte
     let forward_auth = |out: &mut String, name: &str, address: &str| {
         let _ = write!(
             out,
-            r#"{}:{{"forwardAuth":{{"addAuthCookiesToResponse":["roost_session"],"address":{},"authResponseHeaders":{auth_headers},"maxResponseBodySize":{AUTH_RESPONSE_CAP},"trustForwardHeader":false}}}}"#,
+            r#"{}:{{"forwardAuth":{{"addAuthCookiesToResponse":["roost_session"],"address":{},"authResponseHeaders":{auth_headers},"authResponseHeadersRegex":{ALIAS_REGEX_JSON},"maxResponseBodySize":{AUTH_RESPONSE_CAP},"trustForwardHeader":false}}}}"#,
             q(name),
             q(address)
         );
@@ -77,11 +84,13 @@ pub fn render(routing: &RoutingConfig, ready: &[(Arc<str>, SocketAddr)]) -> Byte
     // DNS labels and addresses are IP:port, so neither needs JSON escaping,
     // and the configured parts are escaped once, here.
     let url_json = q(roost_url);
-    let url_open = &url_json[..url_json.len() - 1]; // `"<roost_url>` without its closing quote
+    let auth_json = q(&routing.auth_url);
+    let auth_open = &auth_json[..auth_json.len() - 1]; // `"<auth_url>` without its closing quote
     let domain_json = q(domain);
     let domain_inner = &domain_json[1..domain_json.len() - 1];
     out.push_str(r#"{"http":{"middlewares":{"#);
-    forward_auth(&mut out, AUTH_MIDDLEWARE, &format!("{roost_url}/auth"));
+    let auth_url = &routing.auth_url;
+    forward_auth(&mut out, AUTH_MIDDLEWARE, &format!("{auth_url}/auth"));
     for (slug, addr) in &ready {
         // Each workspace's forwardAuth names the address Traefik will send
         // the request to, so roost says yes only while that is still the
@@ -89,7 +98,7 @@ pub fn render(routing: &RoutingConfig, ready: &[(Arc<str>, SocketAddr)]) -> Byte
         // port another container may now hold) gets 503, never a 2xx.
         let _ = write!(
             out,
-            r#","{AUTH_MIDDLEWARE}-{slug}":{{"forwardAuth":{{"addAuthCookiesToResponse":["roost_session"],"address":{url_open}/auth?upstream={addr}","authResponseHeaders":{auth_headers},"maxResponseBodySize":{AUTH_RESPONSE_CAP},"trustForwardHeader":false}}}}"#
+            r#","{AUTH_MIDDLEWARE}-{slug}":{{"forwardAuth":{{"addAuthCookiesToResponse":["roost_session"],"address":{auth_open}/auth?upstream={addr}","authResponseHeaders":{auth_headers},"authResponseHeadersRegex":{ALIAS_REGEX_JSON},"maxResponseBodySize":{AUTH_RESPONSE_CAP},"trustForwardHeader":false}}}}"#
         );
     }
     out.push_str(r#"},"routers":{"#);
@@ -191,6 +200,7 @@ mod tests {
             domain: "ws.example.com".into(),
             entrypoints: vec!["web".into()],
             roost_url: "http://roost:8080".into(),
+            auth_url: "http://roost:8081".into(),
             scheme: Scheme::Http,
             tls_resolver: None,
             public_port: 443,
@@ -210,7 +220,12 @@ mod tests {
         assert_eq!(http["routers"]["ws-alice"]["middlewares"], json!(["roost-auth-alice"]));
         assert_eq!(
             http["middlewares"]["roost-auth-alice"]["forwardAuth"]["address"],
-            "http://roost:8080/auth?upstream=127.0.0.1:32768"
+            "http://roost:8081/auth?upstream=127.0.0.1:32768",
+            "forwardAuth goes to the internal listener"
+        );
+        assert_eq!(
+            http["services"]["roost"]["loadBalancer"]["servers"][0]["url"], "http://roost:8080",
+            "the fallback goes to the public listener"
         );
         assert_eq!(
             http["services"]["ws-alice"]["loadBalancer"]["servers"][0]["url"],
@@ -222,7 +237,17 @@ mod tests {
             "HostRegexp(`^[a-z0-9-]+\\.ws\\.example\\.com$`)"
         );
         let fa = &http["middlewares"]["roost-auth"]["forwardAuth"];
-        assert_eq!(fa["address"], "http://roost:8080/auth");
+        for name in ["roost-auth", "roost-auth-alice", "roost-auth-bob"] {
+            assert_eq!(
+                http["middlewares"][name]["forwardAuth"]["authResponseHeadersRegex"], "^(?i)x[^a-z0-9]roost[^a-z0-9]",
+                "{name} strips every alias of roost's headers"
+            );
+        }
+        // Keys stay sorted (the body is hashed by Traefik: same table, same bytes).
+        let text = std::str::from_utf8(&one).unwrap();
+        let sorted = r#"],"authResponseHeadersRegex":"^(?i)x[^a-z0-9]roost[^a-z0-9]","maxResponseBodySize":"#;
+        assert_eq!(text.matches(sorted).count(), 3, "{text}");
+        assert_eq!(fa["address"], "http://roost:8081/auth");
         assert_eq!(fa["trustForwardHeader"], false);
         for h in [
             "X-Roost-User",

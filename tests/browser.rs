@@ -76,7 +76,7 @@ async fn a_person_signs_in_with_a_browser_and_lands_in_their_workspace() {
     .replace("[oidc]\n", "[oidc]\nclient_id = \"roost-browser-test\"\n");
     let roost = TestRoost::start_full("127.0.0.1:0", &config, sign_in_secrets(COOKIE_KEY, None), Some(runtime)).await;
     roost.wait_ready().await;
-    let Some(_traefik) = Traefik::start_on(&format!("http://{}", roost.addr), port).await else {
+    let Some(_traefik) = Traefik::start_on(&roost.provider_base(), port).await else {
         return;
     };
 

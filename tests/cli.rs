@@ -76,6 +76,24 @@ fn check_config_accepts_a_good_file() {
 }
 
 #[test]
+fn check_config_warns_when_workspace_names_come_from_a_claim_other_than_sub() {
+    let f = write_config(&config_text(
+        "https://tenant.auth0.com/",
+        "username_claim = \"nickname\"",
+        "",
+    ));
+    let out = check_config(f.path());
+    assert!(out.status.success(), "a warning, not an error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: oidc.username_claim") && stderr.contains("not be unique"),
+        "{stderr}"
+    );
+    let quiet = write_config(&config_text("https://tenant.auth0.com/", "", ""));
+    assert!(!String::from_utf8_lossy(&check_config(quiet.path()).stderr).contains("warning"));
+}
+
+#[test]
 fn serve_with_a_bad_config_exits_64_before_binding() {
     // The listen address is a port we hold: binding it would fail differently.
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -130,7 +148,8 @@ async fn serve_answers_then_drains_on_sigterm() {
         while let Some(line) = lines.next_line().await.unwrap() {
             let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
             if v["fields"]["message"] == "roost listening" {
-                return v["fields"]["address"].as_str().unwrap().to_string();
+                // /readyz lives on the internal listener.
+                return v["fields"]["internal"].as_str().unwrap().to_string();
             }
         }
         panic!("roost exited before listening");

@@ -160,9 +160,12 @@ async fn a_flood_of_bad_tokens_from_one_address_is_cut_off() {
         }
         statuses.push(r.status.as_u16());
     }
+    // 30 failures, then the small budget all blocked addresses share
+    // (10 a second), then refused before any signature check.
     let first_429 = statuses.iter().position(|s| *s == 429).expect("cut off");
-    assert!(first_429 <= 30, "cut off after {first_429}");
-    assert!(statuses[first_429..].iter().all(|s| *s == 429));
+    assert!(first_429 <= 42, "cut off after {first_429}");
+    let verified_after = statuses[first_429..].iter().filter(|s| **s != 429).count();
+    assert!(verified_after <= 3, "{verified_after} verified after the cut-off");
     // Another address, and a valid user, are unaffected.
     assert_eq!(
         roost

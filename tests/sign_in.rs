@@ -311,6 +311,7 @@ fn sessions(key: &str) -> Sessions {
         domain: DOMAIN.into(),
         entrypoints: vec!["web".into()],
         roost_url: "http://roost".into(),
+        auth_url: "http://roost:8081".into(),
         scheme: Scheme::Http,
         tls_resolver: None,
         public_port: 80,

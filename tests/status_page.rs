@@ -18,7 +18,7 @@ const EXTRA: &str = "drain_grace = \"100ms\"\nidle_timeout = \"10m\"";
 async fn api(roost: &TestRoost, method: &str, what: &str, token: &str) -> Reply {
     let req = http::Request::builder()
         .method(method)
-        .uri(roost.url(&format!("/_roost/api/v1/{what}")))
+        .uri(roost.public_url(&format!("/_roost/api/v1/{what}")))
         .header("host", DOMAIN)
         .header("authorization", format!("Bearer {token}"))
         .body(http_body_util::Full::default())
@@ -84,7 +84,7 @@ async fn the_api_shows_and_drives_the_callers_own_workspace() {
     assert_eq!(api(&roost, "GET", "nothing", &token).await.status, 404);
     let anonymous = roost
         .client
-        .get(&roost.url("/_roost/api/v1/status"), &[("host", DOMAIN)])
+        .get(&roost.public_url("/_roost/api/v1/status"), &[("host", DOMAIN)])
         .await;
     assert_eq!(anonymous.status, 401);
 }

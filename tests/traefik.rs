@@ -22,7 +22,7 @@ async fn ready_workspaces_are_routed_directly_behind_forward_auth() {
     let cfg = workspace_config(&issuer.url, &cleanup.labels_toml());
     let roost = TestRoost::start_with(&cfg, Some(Arc::clone(&runtime))).await;
     roost.wait_ready().await;
-    let Some(traefik) = Traefik::start(&format!("http://{}", roost.addr)).await else {
+    let Some(traefik) = Traefik::start(&roost.provider_base()).await else {
         return;
     };
 
@@ -107,7 +107,7 @@ impl Stack {
         let config = workspace_config(&issuer.url, &extra);
         let roost = TestRoost::start_with(&config, Some(runtime.clone())).await;
         roost.wait_ready().await;
-        let traefik = Traefik::start(&format!("http://{}", roost.addr)).await?;
+        let traefik = Traefik::start(&roost.provider_base()).await?;
         Some(Stack {
             cleanup,
             issuer,
@@ -352,13 +352,13 @@ async fn a_roost_restart_keeps_traefik_routing_and_the_routes_unchanged() {
     assert_eq!(s.get(&alice, "/", &[]).await.status, 200);
     s.wait_direct(&alice).await;
     let before = s.roost.client.get(&s.roost.url("/traefik"), &[]).await.body;
-    let addr = s.roost.addr.to_string();
+    let (addr, internal) = (s.roost.addr.to_string(), s.roost.internal.to_string());
     let old = std::mem::replace(&mut s.roost, TestRoost::start_with(&s.config, None).await);
     old.stop().await;
     // roost is down: Traefik keeps its last good table.
     assert!(s.traefik.has_router(&format!("ws-{alice}")).await);
     assert!(running(&alice), "workspaces outlive roost");
-    let restarted = TestRoost::start_at(&addr, &s.config, Some(s.runtime.clone())).await;
+    let restarted = TestRoost::start_at((&addr, &internal), &s.config, Some(s.runtime.clone())).await;
     restarted.wait_ready().await;
     support::eventually(Duration::from_secs(20), "the adopted route", || async {
         let now = restarted.client.get(&restarted.url("/traefik"), &[]).await.body;

@@ -7,7 +7,7 @@ use http::HeaderValue;
 use serde_json::{Map, Value};
 
 use super::AuthError;
-use crate::slug::slug_for;
+use crate::slug::{legacy_slug_for, slug_for};
 
 /// A verified user. Cached per token, shared by `Arc`.
 #[derive(Debug)]
@@ -17,6 +17,8 @@ pub struct Identity {
     pub email: Option<String>,
     /// The user's own workspace slug, from `oidc.username_claim`.
     pub slug: Arc<str>,
+    /// The slug this user had when slugs carried 32-bit hashes, if other.
+    pub legacy_slug: Option<Arc<str>>,
     /// The token's `permissions` contain `oidc.admin_permission`.
     pub admin: bool,
     /// Token expiry, seconds since the epoch.
@@ -28,6 +30,12 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// The one ownership rule: may this caller use a workspace whose owner
+    /// (the full `sub` from its labels) is `owner`? Its owner, or an admin.
+    pub fn may_use(&self, owner: &str) -> bool {
+        self.admin || *self.sub == *owner
+    }
+
     /// Builds an identity from verified claims.
     pub fn from_claims(
         claims: &Map<String, Value>,
@@ -65,6 +73,7 @@ impl Identity {
             sub: Arc::from(sub),
             email,
             slug: Arc::from(slug_for(username)),
+            legacy_slug: legacy_slug_for(username).map(Arc::from),
             admin,
             exp,
             user_header,

@@ -289,10 +289,11 @@ impl Login {
         answer.id_token.ok_or(LoginError::BadTokenResponse)
     }
 
-    /// `/_roost/logout`: the session cookie cleared, then on to the
-    /// provider's end-session endpoint when it has one (Auth0's `/v2/logout`
-    /// takes `returnTo`, OIDC's `post_logout_redirect_uri`), else straight to
-    /// the configured return URL.
+    /// `POST /_roost/logout` (its form token already checked): the session
+    /// cookie cleared, then (303) on to the provider's end-session endpoint
+    /// when it has one (Auth0's `/v2/logout` takes `returnTo`, OIDC's
+    /// `post_logout_redirect_uri`), else straight to the configured return
+    /// URL.
     pub fn logout(&self) -> Response<Body> {
         let location = match self.keys.endpoints().and_then(|e| e.end_session.clone()) {
             Some(end) => {
@@ -310,7 +311,7 @@ impl Login {
             }
             None => self.logout_return.clone(),
         };
-        let mut resp = redirect(StatusCode::FOUND, &location);
+        let mut resp = redirect(StatusCode::SEE_OTHER, &location);
         resp.headers_mut().append(SET_COOKIE, self.sessions.clear_cookie());
         resp
     }

@@ -235,6 +235,7 @@ mod tests {
             domain: "ws.example.com".into(),
             entrypoints: vec![],
             roost_url: "http://roost".into(),
+            auth_url: "http://roost:8081".into(),
             scheme: Scheme::Https,
             tls_resolver: None,
             public_port: 443,

@@ -108,9 +108,37 @@ pub(super) fn validate(raw: RawConfig, secrets: Secrets, c: &mut Checker) -> Opt
         s.parse::<SocketAddr>()
             .map_err(|_| format!("{s:?} is not an address like \"127.0.0.1:8080\""))
     });
+    let internal_listen = c.parsed("internal_listen", raw.internal_listen, Some("127.0.0.1:8081"), |s| {
+        s.parse::<SocketAddr>()
+            .map_err(|_| format!("{s:?} is not an address like \"127.0.0.1:8081\""))
+    });
+    if let (Some(l), Some(i)) = (listen, internal_listen) {
+        if l == i && l.port() != 0 {
+            c.error(
+                "internal_listen",
+                "must differ from listen (the internal endpoints are never served on the public listener)",
+            );
+        }
+    }
+    let deployment = c
+        .parsed("deployment.id", raw.deployment.id, Some("roost"), |s| {
+            let ok = !s.is_empty()
+                && s.len() <= 20
+                && s.starts_with(|ch: char| ch.is_ascii_lowercase())
+                && !s.ends_with('-')
+                && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if ok {
+                Ok(s.to_string())
+            } else {
+                Err(format!(
+                    "{s:?} is not a deployment id: 1 to 20 of a-z, 0-9 and '-', starting with a letter (it is part of every container, volume and network name)"
+                ))
+            }
+        })
+        .map(|id| DeploymentConfig { id });
     let server = server(raw.server, c);
     let oidc = oidc(raw.oidc, c);
-    let routing = routing(raw.routing, c);
+    let routing = routing(raw.routing, internal_listen, c);
     let workspace = workspace(raw.workspace, c);
     let limits = limits(raw.limits, c);
     let session = session(raw.session, c);
@@ -131,6 +159,8 @@ pub(super) fn validate(raw: RawConfig, secrets: Secrets, c: &mut Checker) -> Opt
     }
     Some(Config {
         listen: listen?,
+        internal_listen: internal_listen?,
+        deployment: deployment?,
         server: server?,
         oidc: oidc?,
         routing: routing?,
@@ -186,7 +216,19 @@ fn server(raw: super::raw::RawServer, c: &mut Checker) -> Option<ServerConfig> {
         "json" => Ok(LogFormat::Json),
         _ => Err(format!("{s:?} is not \"text\" or \"json\"")),
     });
+    let trusted_hops = match c.value("server.trusted_hops", raw.trusted_hops, Some(0)) {
+        Some(n) if (0..=8).contains(&n) => Some(n as u32),
+        Some(n) => {
+            c.error(
+                "server.trusted_hops",
+                format!("{n} is out of range (0 to 8): the number of proxies in front of Traefik that append to X-Forwarded-For"),
+            );
+            None
+        }
+        None => None,
+    };
     Some(ServerConfig {
+        trusted_hops: trusted_hops?,
         header_read_timeout: header_read_timeout?,
         max_header_bytes: max_header_bytes?,
         shutdown_grace: shutdown_grace?,
@@ -276,7 +318,16 @@ fn is_dns_name(s: &str) -> bool {
         })
 }
 
-fn routing(raw: super::raw::RawRouting, c: &mut Checker) -> Option<RoutingConfig> {
+fn http_url(s: &str, example: &str) -> Result<String, String> {
+    match s.parse::<http::Uri>() {
+        Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
+            Ok(s.trim_end_matches('/').to_string())
+        }
+        _ => Err(format!("{s:?} is not an http(s) URL like \"{example}\"")),
+    }
+}
+
+fn routing(raw: super::raw::RawRouting, internal_listen: Option<SocketAddr>, c: &mut Checker) -> Option<RoutingConfig> {
     let domain = c.parsed("routing.domain", raw.domain, None, |s| {
         let d = s.trim_end_matches('.').to_ascii_lowercase();
         if is_dns_name(&d) {
@@ -299,13 +350,25 @@ fn routing(raw: super::raw::RawRouting, c: &mut Checker) -> Option<RoutingConfig
             }
         });
     let roost_url = c.parsed("routing.roost_url", raw.roost_url, None, |s| {
-        match s.parse::<http::Uri>() {
-            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
-                Ok(s.trim_end_matches('/').to_string())
-            }
-            _ => Err(format!("{s:?} is not an http(s) URL like \"http://roost:8080\"")),
-        }
+        http_url(s, "http://roost:8080")
     });
+    // Where Traefik's forwardAuth reaches the internal listener: said, or
+    // the internal listener's own address when that is a specific one.
+    let derived = internal_listen
+        .filter(|a| !a.ip().is_unspecified())
+        .map(|a| format!("http://{a}"));
+    let auth_url = match (raw.auth_url, derived) {
+        (None, None) if internal_listen.is_some() => {
+            c.error(
+                "routing.auth_url",
+                "required when internal_listen is an unspecified address (0.0.0.0 or [::]): how Traefik reaches the internal listener, e.g. \"http://roost:8081\"",
+            );
+            None
+        }
+        (raw_url, derived) => c.parsed("routing.auth_url", raw_url, derived.as_deref(), |s| {
+            http_url(s, "http://roost:8081")
+        }),
+    };
     let scheme = c.parsed("routing.scheme", raw.scheme, Some("https"), |s| match s {
         "http" => Ok(Scheme::Http),
         "https" => Ok(Scheme::Https),
@@ -330,6 +393,7 @@ fn routing(raw: super::raw::RawRouting, c: &mut Checker) -> Option<RoutingConfig
         domain: domain?,
         entrypoints: entrypoints?,
         roost_url: roost_url?,
+        auth_url: auth_url?,
         scheme: scheme?,
         public_port: public_port?,
     })
@@ -419,15 +483,56 @@ fn workspace(raw: super::raw::RawWorkspace, c: &mut Checker) -> Option<Workspace
             );
         }
     }
-    let address = c.parsed("workspace.address", raw.address, Some("published"), |s| match s {
-        "published" => Ok(AddressMode::Published),
+    let address = c.parsed("workspace.address", raw.address, Some("network"), |s| match s {
         "network" => Ok(AddressMode::Network),
-        _ => Err(format!("{s:?} is not \"published\" or \"network\"")),
+        "published" => Ok(AddressMode::Published),
+        _ => Err(format!("{s:?} is not \"network\" or \"published\"")),
     });
-    let network = c.optional("workspace.network", raw.network);
-    if address == Some(AddressMode::Network) && network.as_deref().is_none_or(|n| n.trim().is_empty()) {
-        c.error("workspace.network", "required when workspace.address = \"network\"");
+    let network = c.parsed("workspace.network", raw.network, Some(DEFAULT_WORKSPACE_NETWORK), |s| {
+        let ok = s.len() <= 64
+            && s.starts_with(|ch: char| ch.is_ascii_alphanumeric())
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        match s {
+            "bridge" | "host" | "none" | "default" => Err(format!(
+                "{s:?} is one of Docker's own networks; workspaces need a bridge with inter-container traffic off (leave it out: roost creates {DEFAULT_WORKSPACE_NETWORK:?})"
+            )),
+            _ if ok => Ok(s.to_string()),
+            _ => Err(format!("{s:?} is not a network name ([A-Za-z0-9][A-Za-z0-9_.-]*, at most 64)")),
+        }
+    });
+    let egress = c.value("workspace.egress", raw.egress, Some(false));
+    if address == Some(AddressMode::Published) && egress == Some(false) {
+        c.error(
+            "workspace.address",
+            "\"published\" needs workspace.egress = true: Docker publishes no port of an isolated (internal) network: use address = \"network\" (the default), or set workspace.egress = true",
+        );
     }
+    let tmp_size = c
+        .parsed("workspace.tmp_size", raw.tmp_size, Some("256MiB"), parse_size)
+        .and_then(|n| {
+            if n >= 1024 * 1024 {
+                Some(n)
+            } else {
+                c.error("workspace.tmp_size", format!("{n} bytes is below 1MiB"));
+                None
+            }
+        });
+    let user = c.optional("workspace.user", raw.user);
+    let user_ok = |part: &str| {
+        !part.is_empty()
+            && !part.starts_with('-')
+            && part.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    };
+    if let Some(u) = &user {
+        let (name, group) = u.split_once(':').map_or((u.as_str(), None), |(n, g)| (n, Some(g)));
+        if u.len() > 64 || !user_ok(name) || group.is_some_and(|g| !user_ok(g)) {
+            c.error(
+                "workspace.user",
+                format!("{u:?} is not a user like \"1000:1000\" or \"app\" (user[:group], names or numeric ids)"),
+            );
+        }
+    }
+    let read_only = c.value("workspace.read_only", raw.read_only, Some(false));
     let max_running = c.count("workspace.max_running", raw.max_running, 100, 100_000);
     let max_concurrent_spawns = c.count("workspace.max_concurrent_spawns", raw.max_concurrent_spawns, 4, 1000);
     let labels = c
@@ -474,7 +579,11 @@ fn workspace(raw: super::raw::RawWorkspace, c: &mut Checker) -> Option<Workspace
         max_lifetime: max_lifetime?,
         start_timeout: start_timeout?,
         address: address?,
-        network,
+        network: network?,
+        egress: egress?,
+        tmp_size: tmp_size?,
+        user,
+        read_only: read_only?,
         max_running: max_running?,
         max_concurrent_spawns: max_concurrent_spawns?,
     })
@@ -493,8 +602,12 @@ fn limits(raw: super::raw::RawLimits, c: &mut Checker) -> Option<LimitsConfig> {
         Some("2000/s"),
         Rate::parse,
     );
+    let tunnels_per_user = c.count("limits.tunnels_per_user", raw.tunnels_per_user, 32, 100_000);
+    let tunnel_idle_timeout = c.duration("limits.tunnel_idle_timeout", raw.tunnel_idle_timeout, "1h");
     Some(LimitsConfig {
         unauthenticated_per_ip: unauthenticated_per_ip?,
         authenticated_per_user: authenticated_per_user?,
+        tunnels_per_user: tunnels_per_user?,
+        tunnel_idle_timeout: tunnel_idle_timeout?,
     })
 }

@@ -15,6 +15,9 @@ type L<T> = Option<Lenient<T>>;
 #[derive(Debug, Default, Deserialize)]
 pub struct RawConfig {
     pub listen: L<String>,
+    pub internal_listen: L<String>,
+    #[serde(default)]
+    pub deployment: RawDeployment,
     #[serde(default)]
     pub server: RawServer,
     #[serde(default)]
@@ -30,7 +33,13 @@ pub struct RawConfig {
 }
 
 #[derive(Debug, Default, Deserialize)]
+pub struct RawDeployment {
+    pub id: L<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
 pub struct RawServer {
+    pub trusted_hops: L<i64>,
     pub header_read_timeout: L<String>,
     pub max_header_bytes: L<String>,
     pub shutdown_grace: L<String>,
@@ -57,6 +66,7 @@ pub struct RawRouting {
     pub domain: L<String>,
     pub entrypoints: L<Vec<String>>,
     pub roost_url: L<String>,
+    pub auth_url: L<String>,
     pub scheme: L<String>,
     pub tls_resolver: L<String>,
     pub public_port: L<i64>,
@@ -76,6 +86,10 @@ pub struct RawWorkspace {
     pub start_timeout: L<String>,
     pub address: L<String>,
     pub network: L<String>,
+    pub egress: L<bool>,
+    pub tmp_size: L<String>,
+    pub user: L<String>,
+    pub read_only: L<bool>,
     pub max_running: L<i64>,
     pub max_concurrent_spawns: L<i64>,
     pub labels: L<BTreeMap<String, String>>,
@@ -88,6 +102,8 @@ pub struct RawWorkspace {
 pub struct RawLimits {
     pub unauthenticated_per_ip: L<String>,
     pub authenticated_per_user: L<String>,
+    pub tunnels_per_user: L<i64>,
+    pub tunnel_idle_timeout: L<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -21,7 +21,12 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.oidc.issuer, "https://tenant.auth0.com/");
     assert_eq!(c.routing.scheme, Scheme::Https);
     assert_eq!(c.routing.entrypoints, vec!["web"]);
-    assert_eq!(c.workspace.address, AddressMode::Published);
+    assert_eq!(c.workspace.address, AddressMode::Network);
+    assert_eq!(c.workspace.network, DEFAULT_WORKSPACE_NETWORK);
+    assert!(!c.workspace.egress);
+    assert_eq!(c.workspace.tmp_size, 256 * 1024 * 1024);
+    assert_eq!(c.workspace.user, None);
+    assert!(!c.workspace.read_only);
     assert_eq!(c.workspace.memory, 1024 * 1024 * 1024);
     assert_eq!(c.limits.unauthenticated_per_ip.count.get(), 30);
 }
@@ -47,7 +52,10 @@ cpus = 0
 memory = "1KiB"
 idle_timeout = "2h"
 max_lifetime = "1h"
-address = "network"
+address = "published"
+network = "bridge"
+tmp_size = "1KiB"
+user = "root user"
 max_running = 0
 [limits]
 unauthenticated_per_ip = "lots"
@@ -70,7 +78,10 @@ unauthenticated_per_ip = "lots"
         "workspace.cpus",
         "workspace.memory",
         "workspace.max_lifetime",
+        "workspace.address",
         "workspace.network",
+        "workspace.tmp_size",
+        "workspace.user",
         "workspace.max_running",
         "limits.unauthenticated_per_ip",
     ] {
@@ -148,4 +159,23 @@ fn syntax_errors_are_reported() {
         Config::from_toml("listen = ", Secrets::default()),
         Err(ConfigError::Syntax(_))
     ));
+}
+
+#[test]
+fn published_ports_need_egress() {
+    let text = MINIMAL.replace("[workspace]", "[workspace]\naddress = \"published\"");
+    let Err(ConfigError::Invalid(errors)) = Config::from_toml(&text, Secrets::default()) else {
+        panic!("expected an invalid config");
+    };
+    assert_eq!(errors[0].key, "workspace.address");
+    assert!(errors[0].problem.contains("internal"), "{}", errors[0].problem);
+    let text = MINIMAL.replace(
+        "[workspace]",
+        "[workspace]\naddress = \"published\"\negress = true\nuser = \"1000:1000\"\nread_only = true\nnetwork = \"ws_net.1\"",
+    );
+    let w = Config::from_toml(&text, Secrets::default()).unwrap().workspace;
+    assert_eq!(w.address, AddressMode::Published);
+    assert_eq!(w.user.as_deref(), Some("1000:1000"));
+    assert!(w.read_only && w.egress);
+    assert_eq!(w.network, "ws_net.1");
 }

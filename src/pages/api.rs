@@ -35,12 +35,12 @@ pub(super) async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) 
     let slug = c.identity.slug.to_string();
     let (status, body) = match what.as_str() {
         "status" => {
-            let mut value = serde_json::to_value(registry.status(&slug).await).unwrap_or_default();
+            let mut value = serde_json::to_value(registry.status(&c.identity, &slug).await?).unwrap_or_default();
             value["url"] = json!(app.forward_auth.origin().workspace_url(&slug));
             (StatusCode::OK, value)
         }
         "logs" => {
-            let lines = registry.recent_logs(&slug).await?;
+            let lines = registry.recent_logs(&c.identity, &slug).await?;
             (StatusCode::OK, json!({ "workspace": slug, "lines": lines }))
         }
         action => {
@@ -53,7 +53,7 @@ pub(super) async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) 
                 }
             }
             perform(app, &c, action).await?;
-            let value = serde_json::to_value(registry.status(&slug).await).unwrap_or_default();
+            let value = serde_json::to_value(registry.status(&c.identity, &slug).await?).unwrap_or_default();
             (StatusCode::ACCEPTED, value)
         }
     };

@@ -35,8 +35,8 @@ pub(super) async fn page(app: &App, req: Request<Incoming>, peer: SocketAddr) ->
         .as_ref()
         .ok_or(HttpError::NotReady("no container runtime configured"))?;
     let slug = c.identity.slug.to_string();
-    let status = registry.status(&slug).await;
-    let logs = registry.recent_logs(&slug).await.unwrap_or_else(|e| {
+    let status = registry.status(&c.identity, &slug).await?;
+    let logs = registry.recent_logs(&c.identity, &slug).await.unwrap_or_else(|e| {
         tracing::debug!(workspace = %slug, error = %e, "logs unavailable");
         Vec::new()
     });
@@ -121,11 +121,17 @@ fn render(status: &Status, logs: &[String], workspace_url: &str, c: &Caller) -> 
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>Your workspace: {slug}</title><style>{STYLE}</style></head><body><main>\
-         <h1>Your workspace</h1><p>Signed in as <strong>{user}</strong> · <a href=\"/_roost/logout\">Sign out</a></p>\
+         <h1>Your workspace</h1><p>Signed in as <strong>{user}</strong>{sign_out}</p>\
          <table>{table}</table><p>{buttons}</p><h2>Last log lines</h2><pre id=\"logs\">{log_text}</pre>\
          </main></body></html>",
         slug = escape(&status.workspace),
         user = escape(c.identity.email.as_deref().unwrap_or(&c.identity.sub)),
+        // Sign-out is a POST with the form token (a link could be followed cross-site).
+        sign_out = c.csrf.as_deref().map_or(String::new(), |token| format!(
+            " · <form method=\"post\" action=\"/_roost/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <button type=\"submit\">Sign out</button></form>",
+            escape(token)
+        )),
     )
 }
 
@@ -154,7 +160,7 @@ pub(super) async fn action(app: &App, req: Request<Incoming>, peer: SocketAddr) 
     Ok(resp)
 }
 
-async fn read_form(req: Request<Incoming>) -> Result<Bytes, HttpError> {
+pub(super) async fn read_form(req: Request<Incoming>) -> Result<Bytes, HttpError> {
     let form = req
         .headers()
         .get(header::CONTENT_TYPE)

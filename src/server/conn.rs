@@ -81,6 +81,7 @@ pub(super) async fn serve(
     builder: http1::Builder,
     tcp: TcpStream,
     peer: SocketAddr,
+    role: super::Listener,
     app: Arc<App>,
     stop: CancellationToken,
     force: CancellationToken,
@@ -92,7 +93,7 @@ pub(super) async fn serve(
     };
     let service = service_fn(move |req| {
         let app = app.clone();
-        async move { Ok::<_, std::convert::Infallible>(super::routes::handle(&app, req, peer).await) }
+        async move { Ok::<_, std::convert::Infallible>(super::routes::handle(&app, req, peer, role).await) }
     });
     let mut conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
     let result = tokio::select! {

@@ -12,12 +12,22 @@ use crate::app::App;
 use crate::error::{full, text_response, Body, HttpError};
 use crate::forward_auth::{self, AuthRequest};
 use crate::metrics::Endpoint;
+use crate::server::Listener;
 use crate::{pages, proxy};
 
-/// Answers one request to roost.
-pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+/// Answers one request to roost, by the listener it came in on.
+pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr, listener: Listener) -> Response<Body> {
+    match listener {
+        Listener::Public => public(app, req, peer).await,
+        Listener::Internal => internal(app, req, peer).await,
+    }
+}
+
+/// The public listener: workspace hosts and the bare domain, nothing else
+/// (roost's internal endpoints do not exist here, under any host).
+async fn public(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let started = Instant::now();
-    match host_kind(app, &req) {
+    let (endpoint, resp) = match host_kind(app, &req) {
         HostKind::Workspace => {
             let resp = match req.uri().path() {
                 "/_roost/wait" => proxy::wait(&app.forward_auth, &req, peer).await,
@@ -25,21 +35,28 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
                 p @ ("/_roost/" | "/_roost/login" | "/_roost/logout") => {
                     let origin = app.forward_auth.origin();
                     let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
-                    crate::auth::login::redirect(StatusCode::FOUND, &origin.url(&format!("{p}{query}")))
+                    let status = if req.method() == http::Method::POST {
+                        StatusCode::SEE_OTHER
+                    } else {
+                        StatusCode::FOUND
+                    };
+                    crate::auth::login::redirect(status, &origin.url(&format!("{p}{query}")))
                 }
                 p if p.starts_with("/_roost/") => HttpError::NotFound.into_response(),
                 _ => proxy::handle(&app.proxy, &app.forward_auth, req, peer).await,
             };
-            app.metrics.request(Endpoint::Proxy, resp.status(), started.elapsed());
-            return resp;
+            (Endpoint::Proxy, resp)
         }
-        HostKind::Domain => {
-            let resp = pages::handle(app, req, peer).await;
-            app.metrics.request(Endpoint::Pages, resp.status(), started.elapsed());
-            return resp;
-        }
-        HostKind::Roost => {}
-    }
+        HostKind::Domain => (Endpoint::Pages, pages::handle(app, req, peer).await),
+        HostKind::Other => (Endpoint::Other, HttpError::NotFound.into_response()),
+    };
+    app.metrics.request(endpoint, resp.status(), started.elapsed());
+    resp
+}
+
+/// The internal listener: what Traefik itself and operators ask.
+async fn internal(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let started = Instant::now();
     let (endpoint, resp) = match req.uri().path() {
         "/auth" => {
             let auth = AuthRequest::from_headers(req.headers(), peer.ip()).with_upstream(req.uri().query());
@@ -62,23 +79,25 @@ enum HostKind {
     Workspace,
     /// The bare domain: roost's pages.
     Domain,
-    /// roost's own address, where Traefik asks `/auth` and `/traefik`.
-    Roost,
+    /// Anything else: not found.
+    Other,
 }
 
 fn host_kind(app: &App, req: &Request<Incoming>) -> HostKind {
-    let host = req
+    let Some(host) = req
         .headers()
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    let host = forward_auth::lowercase(host.rsplit_once(':').map_or(host, |(h, _)| h));
+        .and_then(crate::host::normalize)
+    else {
+        return HostKind::Other;
+    };
     if app.forward_auth.workspace_of(&host).is_some() {
         HostKind::Workspace
     } else if *host == *app.forward_auth.origin().domain() {
         HostKind::Domain
     } else {
-        HostKind::Roost
+        HostKind::Other
     }
 }
 

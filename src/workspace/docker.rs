@@ -1,19 +1,18 @@
 //! The Docker Engine runtime (bollard). Honours `DOCKER_HOST` (default: the
 //! local unix socket) and negotiates the API version with the engine on
 //! first use, so an engine that is down at startup is retried later.
-//! Containers are hardened by default: every capability dropped,
-//! `no-new-privileges`, not privileged, a pids limit, CPU and memory limits,
-//! no Docker socket, the workspace port published on 127.0.0.1 only.
+//! Containers are hardened by default (see [`container`]) and join only
+//! `workspace.network`, which roost creates or checks first ([`network`]).
+
+mod container;
+pub mod network;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bollard::errors::Error as BollardError;
-use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HealthStatusEnum, HostConfig, PortBinding,
-    VolumeCreateRequest,
-};
+use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum, HealthStatusEnum, VolumeCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptions, EventsOptions, InspectContainerOptions, ListContainersOptions, LogsOptions,
     RemoveContainerOptions, StartContainerOptions, StatsOptions, StopContainerOptions,
@@ -22,18 +21,18 @@ use bollard::Docker;
 use futures_util::future::BoxFuture;
 use futures_util::stream::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::OnceCell;
+use tokio::sync::{Mutex, OnceCell};
 
 use super::runtime::{
     ContainerInfo, ContainerState, EventStream, Progress, Running, Runtime, RuntimeError, RuntimeEvent, Stats,
 };
 use super::spec::{
-    container_name, WorkspaceSpec, LABEL_CONFIG_HASH, LABEL_CREATED, LABEL_MANAGED, LABEL_OWNER, LABEL_WORKSPACE,
+    container_name, ownership, Ownership, WorkspaceSpec, DEFAULT_DEPLOYMENT, LABEL_CONFIG_HASH, LABEL_CREATED,
+    LABEL_DEPLOYMENT, LABEL_ISSUER, LABEL_MANAGED, LABEL_OWNER, LABEL_WORKSPACE,
 };
-use crate::config::AddressMode;
+use crate::config::WorkspaceConfig;
+use container::{address, only_on};
 
-/// Most processes a workspace may run.
-const PIDS_LIMIT: i64 = 1024;
 /// Readiness polling: start fast, and never overshoot readiness by more than
 /// a few tens of milliseconds.
 const PROBE_BACKOFF_START: Duration = Duration::from_millis(2);
@@ -48,6 +47,14 @@ pub struct DockerRuntime {
     /// `roost.managed=true`, plus `workspace.labels`, so two deployments
     /// can share an engine without touching each other's workspaces.
     scope: Vec<String>,
+    /// `deployment.id`: part of every name, and a label every container
+    /// and volume of this roost carries.
+    deployment: String,
+    /// `oidc.issuer`, when set: containers labelled with another are not
+    /// this roost's.
+    issuer: Option<String>,
+    /// The `workspace.network` found safe (or created), once it has been.
+    network: Mutex<Option<String>>,
 }
 
 fn engine(e: BollardError) -> RuntimeError {
@@ -73,7 +80,19 @@ impl DockerRuntime {
             connect: Box::new(connect),
             client: OnceCell::new(),
             scope: vec![format!("{LABEL_MANAGED}=true")],
+            deployment: DEFAULT_DEPLOYMENT.to_string(),
+            issuer: None,
+            network: Mutex::new(None),
         }
+    }
+
+    /// Manages only this deployment's containers and volumes, for owners
+    /// from this issuer; names carry the deployment id.
+    pub fn for_deployment(mut self, id: &str, issuer: &str) -> Self {
+        self.deployment = id.to_string();
+        self.issuer = Some(issuer.to_string());
+        self.scope.push(format!("{LABEL_DEPLOYMENT}={id}"));
+        self
     }
 
     /// Manages only containers that also carry `labels` (`workspace.labels`).
@@ -83,10 +102,78 @@ impl DockerRuntime {
     }
 
     fn in_scope(&self, c: &ContainerInspectResponse) -> bool {
-        self.scope.iter().all(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            label(c, k) == Some(v)
-        })
+        let issuer_ok = match (&self.issuer, label(c, LABEL_ISSUER)) {
+            (Some(ours), Some(theirs)) => ours == theirs,
+            _ => true,
+        };
+        issuer_ok
+            && self.scope.iter().all(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                match label(c, k) {
+                    Some(found) => found == v,
+                    // Made before deployments were labelled: the default one's.
+                    None => k == LABEL_DEPLOYMENT && v == DEFAULT_DEPLOYMENT,
+                }
+            })
+    }
+
+    /// Whose a container is, by the one ownership rule ([`ownership`]).
+    fn owner_of(&self, c: &ContainerInspectResponse, spec: &WorkspaceSpec) -> Ownership {
+        if !self.in_scope(c) {
+            return Ownership::Foreign;
+        }
+        let labels = |k: &str| label(c, k).map(str::to_string);
+        ownership(labels, &spec.deployment, &spec.issuer, &spec.owner)
+    }
+
+    /// The volume to mount for `spec`, created (with its labels) if needed;
+    /// never one whose labels name another deployment or another owner.
+    /// A user's volume from before 64-bit slug hashes is mounted when the
+    /// new name has none yet.
+    async fn volume(&self, spec: &WorkspaceSpec) -> Result<String, RuntimeError> {
+        let docker = self.client().await?;
+        let check = |name: &str, labels: &HashMap<String, String>| -> Result<(), RuntimeError> {
+            match ownership(|k| labels.get(k).cloned(), &spec.deployment, &spec.issuer, &spec.owner) {
+                Ownership::Mine => Ok(()),
+                Ownership::Other => {
+                    tracing::warn!(volume = name, workspace = %spec.slug, "the volume belongs to another account: not mounted");
+                    Err(RuntimeError::NotOwner)
+                }
+                Ownership::Foreign => Err(RuntimeError::NameTaken(name.to_string())),
+            }
+        };
+        let current = spec.volume_name();
+        match docker.inspect_volume(&current).await {
+            Ok(v) => {
+                check(&current, &v.labels)?;
+                return Ok(current);
+            }
+            Err(e) if status_of(&e) == Some(404) => {}
+            Err(e) => return Err(engine(e)),
+        }
+        if let Some(old) = &spec.legacy_volume {
+            match docker.inspect_volume(old).await {
+                Ok(v) if check(old, &v.labels).is_ok() => {
+                    tracing::info!(volume = %old, workspace = %spec.slug, "mounting the workspace's volume from before 64-bit slugs");
+                    return Ok(old.clone());
+                }
+                Ok(_) => {}
+                Err(e) if status_of(&e) == Some(404) => {}
+                Err(e) => return Err(engine(e)),
+            }
+        }
+        // Creating a volume that exists returns the existing one (another
+        // replica was faster): its labels are checked all the same.
+        let made = docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(current.clone()),
+                labels: Some(spec.volume_labels().into_iter().collect()),
+                ..Default::default()
+            })
+            .await
+            .map_err(engine)?;
+        check(&current, &made.labels)?;
+        Ok(current)
     }
 
     async fn client(&self) -> Result<&Docker, RuntimeError> {
@@ -115,57 +202,59 @@ impl DockerRuntime {
             Err(e) if status_of(&e) == Some(404) => return Err(RuntimeError::ImageMissing(config.image.clone())),
             Err(e) => return Err(engine(e)),
         }
-        docker
-            .create_volume(VolumeCreateRequest {
-                name: Some(spec.volume_name()),
-                labels: Some(spec.volume_labels().into_iter().collect()),
-                ..Default::default()
-            })
-            .await
-            .map_err(engine)?;
-        let port = format!("{}/tcp", config.port);
-        let mut host = HostConfig {
-            binds: Some(vec![format!("{}:{}", spec.volume_name(), config.volume_path)]),
-            cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges:true".into()]),
-            privileged: Some(false),
-            pids_limit: Some(PIDS_LIMIT),
-            nano_cpus: Some((config.cpus * 1e9) as i64),
-            memory: i64::try_from(config.memory).ok(),
-            ..Default::default()
-        };
-        match config.address {
-            AddressMode::Published => {
-                let binding = PortBinding {
-                    host_ip: Some("127.0.0.1".into()),
-                    host_port: Some(String::new()),
-                };
-                host.port_bindings = Some(HashMap::from([(port.clone(), Some(vec![binding]))]));
-            }
-            AddressMode::Network => host.network_mode = config.network.clone(),
-        }
-        let body = ContainerCreateBody {
-            image: Some(config.image.clone()),
-            cmd: config.command.clone(),
-            env: Some(spec.env()),
-            labels: Some(spec.labels().into_iter().collect()),
-            exposed_ports: Some(vec![port]),
-            host_config: Some(host),
-            ..Default::default()
+        let volume = self.volume(spec).await?;
+        let resolved;
+        let spec = if volume == spec.volume {
+            spec
+        } else {
+            resolved = WorkspaceSpec { volume, ..spec.clone() };
+            &resolved
         };
         let options = CreateContainerOptions {
             name: Some(spec.container_name()),
             ..Default::default()
         };
-        match docker.create_container(Some(options), body).await {
-            Ok(created) => Ok(created.id),
-            // Someone else (another replica) created it first: adopt theirs.
-            Err(e) if status_of(&e) == Some(409) => match self.inspect_raw(&spec.container_name()).await? {
-                Some(c) => Ok(c.id.unwrap_or_default()),
-                None => Err(engine(e)),
-            },
-            Err(e) => Err(engine(e)),
+        let mut retried = false;
+        loop {
+            self.ensure_network(config).await?;
+            let options = options.clone();
+            match docker
+                .create_container(Some(options), container::create_body(spec))
+                .await
+            {
+                Ok(created) => return Ok(created.id),
+                // Someone else (another replica) created it first: adopt theirs.
+                Err(e) if status_of(&e) == Some(409) => {
+                    return match self.inspect_raw(&spec.container_name()).await? {
+                        Some(c) => Ok(c.id.unwrap_or_default()),
+                        None => Err(engine(e)),
+                    }
+                }
+                // The network went away since it was checked (`docker
+                // network prune` while every workspace was stopped): again.
+                Err(e) if status_of(&e) == Some(404) && !retried => {
+                    retried = true;
+                    self.forget_network().await;
+                }
+                Err(e) => return Err(engine(e)),
+            }
         }
+    }
+
+    /// Creates or checks `workspace.network` before the first container
+    /// joins it; a success is remembered, a failure is tried again next time.
+    async fn ensure_network(&self, config: &WorkspaceConfig) -> Result<(), RuntimeError> {
+        let mut checked = self.network.lock().await;
+        if checked.as_deref() == Some(config.network.as_str()) {
+            return Ok(());
+        }
+        network::ensure(self.client().await?, config).await?;
+        *checked = Some(config.network.clone());
+        Ok(())
+    }
+
+    async fn forget_network(&self) {
+        *self.network.lock().await = None;
     }
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
@@ -173,6 +262,8 @@ impl DockerRuntime {
         match docker.start_container(id, None::<StartContainerOptions>).await {
             Ok(()) => Ok(()),
             Err(e) if status_of(&e) == Some(304) => Ok(()), // already started by someone else
+            // The container, or the network it was made on, is gone.
+            Err(e) if status_of(&e) == Some(404) => Err(RuntimeError::NoSuchWorkspace),
             Err(e) => Err(engine(e)),
         }
     }
@@ -219,12 +310,25 @@ impl DockerRuntime {
     async fn ensure_inner(&self, spec: &WorkspaceSpec, progress: Progress<'_>) -> Result<Running, RuntimeError> {
         let name = spec.container_name();
         let existing = self.inspect_raw(&name).await?;
-        if existing.as_ref().is_some_and(|c| !self.in_scope(c)) {
-            return Err(RuntimeError::NameTaken(name));
+        match existing.as_ref().map(|c| self.owner_of(c, spec)) {
+            Some(Ownership::Foreign) => {
+                tracing::error!(
+                    container = %name,
+                    "the name is taken by a container of another deployment (or not roost's): give each roost on this engine its own deployment.id"
+                );
+                return Err(RuntimeError::NameTaken(name));
+            }
+            Some(Ownership::Other) => return Err(RuntimeError::NotOwner),
+            Some(Ownership::Mine) | None => {}
         }
-        let (id, action) = match existing {
-            Some(c) if is_running(&c) => (c.id.unwrap_or_default(), "ready"),
-            Some(c) if label(&c, LABEL_CONFIG_HASH) != Some(&*spec.config_hash) => {
+        let network = &spec.config.network;
+        let (mut id, mut action) = match existing {
+            Some(c) if is_running(&c) && only_on(&c, network) && address(&c, spec).is_some() => {
+                (c.id.unwrap_or_default(), "ready")
+            }
+            // Running elsewhere (made by a roost before workspace.network,
+            // on a bridge where containers meet) or stale: made anew.
+            Some(c) if is_running(&c) || label(&c, LABEL_CONFIG_HASH) != Some(&*spec.config_hash) => {
                 progress("recreating");
                 let old = c.id.unwrap_or_default();
                 self.remove(&old).await?;
@@ -238,7 +342,17 @@ impl DockerRuntime {
         };
         if action != "ready" {
             progress("starting");
-            self.start(&id).await?;
+            match self.start(&id).await {
+                // Stopped on a network that has since been removed: made anew.
+                Err(RuntimeError::NoSuchWorkspace) if action == "started" => {
+                    progress("recreating");
+                    self.forget_network().await;
+                    self.remove(&id).await?;
+                    (id, action) = (self.create(spec).await?, "recreated");
+                    self.start(&id).await?;
+                }
+                other => other?,
+            }
         }
         progress("waiting for the workspace to answer");
         match self.wait_ready(&id, spec).await {
@@ -267,35 +381,6 @@ fn label<'a>(c: &'a ContainerInspectResponse, key: &str) -> Option<&'a str> {
 
 fn created_label(c: &ContainerInspectResponse) -> Option<u64> {
     label(c, LABEL_CREATED)?.parse().ok()
-}
-
-/// Where the workspace port answers: the published loopback port, or the
-/// container's address on `workspace.network`.
-fn address(c: &ContainerInspectResponse, spec: &WorkspaceSpec) -> Option<SocketAddr> {
-    let net = c.network_settings.as_ref()?;
-    match spec.config.address {
-        AddressMode::Published => {
-            let bindings = net
-                .ports
-                .as_ref()?
-                .get(&format!("{}/tcp", spec.config.port))?
-                .as_ref()?;
-            let port: u16 = bindings.iter().find_map(|b| b.host_port.as_deref()?.parse().ok())?;
-            Some(SocketAddr::from(([127, 0, 0, 1], port)))
-        }
-        AddressMode::Network => {
-            let network = spec.config.network.as_deref()?;
-            let ip = net
-                .networks
-                .as_ref()?
-                .get(network)?
-                .ip_address
-                .as_deref()?
-                .parse()
-                .ok()?;
-            Some(SocketAddr::new(ip, spec.config.port))
-        }
-    }
 }
 
 /// True when something at `addr` answers an HTTP request (any status).
@@ -375,7 +460,7 @@ impl Runtime for DockerRuntime {
 
     fn inspect<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, Result<Option<ContainerInfo>, RuntimeError>> {
         Box::pin(async move {
-            let Some(c) = self.inspect_raw(&container_name(slug)).await? else {
+            let Some(c) = self.inspect_raw(&container_name(&self.deployment, slug)).await? else {
                 return Ok(None);
             };
             if !self.in_scope(&c) {

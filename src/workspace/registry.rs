@@ -32,6 +32,11 @@ use crate::metrics::Metrics;
 /// How long a refused caller should wait before asking again.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
 
+/// Failure reasons a retry cannot mend without someone changing something.
+const PERMANENT_FAILURES: &[&str] = &["name_taken", "unsafe_network", "image_missing"];
+/// How long such a failure stands before a request may try again.
+const PERMANENT_FAILURE_BACKOFF: Duration = Duration::from_secs(30);
+
 /// Where a workspace is in its life, as far as routing cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
@@ -63,7 +68,12 @@ pub struct Entry {
     pub(super) net_bytes: Mutex<Option<u64>>,
     /// When it last became ready (milliseconds since the registry's epoch).
     pub(super) ready_since: AtomicU64,
+    /// When its last start failed (milliseconds since the registry's epoch).
+    failed_at: AtomicU64,
     container: Mutex<Option<(String, u64)>>,
+    /// The owner's volume from before slugs carried 64-bit hashes, as the
+    /// owner's identity names it (mounted when the new one does not exist).
+    legacy_volume: ArcSwapOption<String>,
 }
 
 impl Entry {
@@ -76,7 +86,9 @@ impl Entry {
             last_active: AtomicU64::new(0),
             net_bytes: Mutex::new(None),
             ready_since: AtomicU64::new(0),
+            failed_at: AtomicU64::new(0),
             container: Mutex::new(None),
+            legacy_volume: ArcSwapOption::empty(),
         }
     }
 
@@ -108,6 +120,9 @@ pub struct Registry {
     pub(super) runtime: Arc<dyn Runtime>,
     pub(super) config: Arc<WorkspaceConfig>,
     config_hash: Arc<str>,
+    /// `deployment.id` and `oidc.issuer`, for names and ownership labels.
+    deployment: Arc<str>,
+    issuer: Arc<str>,
     pub(super) entries: RwLock<HashMap<Arc<str>, Arc<Entry>, foldhash::fast::RandomState>>,
     spawn_permits: Arc<Semaphore>,
     /// Spawns past the running-limit check and not yet finished.
@@ -122,10 +137,17 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(runtime: Arc<dyn Runtime>, config: WorkspaceConfig, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(
+        runtime: Arc<dyn Runtime>,
+        config: WorkspaceConfig,
+        (deployment, issuer): (&str, &str),
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         let permits = config.max_concurrent_spawns as usize;
         Arc::new(Registry {
             runtime,
+            deployment: deployment.into(),
+            issuer: issuer.into(),
             config_hash: config_hash(&config).into(),
             config: Arc::new(config),
             entries: RwLock::new(HashMap::default()),
@@ -238,8 +260,18 @@ impl Registry {
     }
 
     fn start(self: &Arc<Self>, entry: &Arc<Entry>, owner: Arc<String>, adopt_only: bool) {
-        if matches!(entry.phase(), Phase::Ready(_)) {
-            return;
+        match entry.phase() {
+            Phase::Ready(_) => return,
+            // Failures no retry can mend (a configuration problem, another
+            // account's volume) are not tried again for a while: no storm.
+            Phase::Failed(reason)
+                if PERMANENT_FAILURES.contains(&reason)
+                    && self.now_ms().saturating_sub(entry.failed_at.load(Ordering::Relaxed))
+                        < PERMANENT_FAILURE_BACKOFF.as_millis() as u64 =>
+            {
+                return
+            }
+            _ => {}
         }
         if entry.busy.swap(true, Ordering::AcqRel) {
             return;
@@ -294,12 +326,15 @@ impl Registry {
             return;
         }
         self.spawns_in_progress.fetch_add(1, Ordering::AcqRel);
-        let spec = WorkspaceSpec {
-            slug: entry.slug.clone(),
-            owner: owner.as_str().into(),
-            config: self.config.clone(),
-            config_hash: self.config_hash.clone(),
-        };
+        let mut spec = WorkspaceSpec::new(
+            self.deployment.clone(),
+            self.issuer.clone(),
+            entry.slug.clone(),
+            owner.as_str().into(),
+            self.config.clone(),
+            self.config_hash.clone(),
+        );
+        spec.legacy_volume = entry.legacy_volume.load_full().map(|v| v.to_string());
         let progress = |what: &'static str| {
             self.set_phase(entry, Phase::Starting(what));
         };
@@ -343,6 +378,11 @@ impl Registry {
             duration_ms = started.elapsed().as_millis() as u64,
             "workspace failed to start"
         );
+        entry.failed_at.store(self.now_ms(), Ordering::Relaxed);
+        // The owner may have come from the caller (no container yet): the
+        // next request finds it out again, so a refused account (another's
+        // volume) leaves nothing behind that could refuse the rightful one.
+        entry.owner.store(None);
         self.set_phase(entry, Phase::Failed(reason));
     }
 
@@ -369,8 +409,16 @@ impl Registry {
                 owner
             }
         };
-        if **owner != *caller.sub && !caller.admin {
+        if !caller.may_use(&owner) {
             return Err(RuntimeError::NotOwner);
+        }
+        if *caller.slug == *slug && *caller.sub == **owner {
+            if let Some(old) = &caller.legacy_slug {
+                let volume = super::spec::volume_name(&self.deployment, old);
+                if entry.legacy_volume.load().as_deref().is_none_or(|v| *v != volume) {
+                    entry.legacy_volume.store(Some(Arc::new(volume)));
+                }
+            }
         }
         self.touch(&entry);
         let mut phases = entry.subscribe();
@@ -413,7 +461,7 @@ impl ReadinessGate for Arc<Registry> {
             return Gate::Pending;
         };
         match entry.owner.load().as_deref() {
-            Some(owner) if **owner == *caller.sub || caller.admin => {
+            Some(owner) if caller.may_use(owner) => {
                 self.touch(&entry);
                 Gate::Ready(Some(addr))
             }

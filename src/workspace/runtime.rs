@@ -37,6 +37,10 @@ pub enum RuntimeError {
     StartFailed(&'static str),
     #[error("roost is shutting down")]
     ShuttingDown,
+    /// `workspace.network` exists but would not keep workspaces apart (or
+    /// could not be made); permanent until the operator fixes it.
+    #[error("{0}")]
+    UnsafeNetwork(String),
 }
 
 impl RuntimeError {
@@ -54,6 +58,7 @@ impl RuntimeError {
             RuntimeError::NotOwner => "not_owner",
             RuntimeError::StartFailed(reason) => reason,
             RuntimeError::ShuttingDown => "shutting_down",
+            RuntimeError::UnsafeNetwork(_) => "unsafe_network",
         }
     }
 }

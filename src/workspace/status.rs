@@ -39,8 +39,36 @@ pub struct Status {
 }
 
 impl Registry {
-    /// The workspace's status; resource use only while it runs.
-    pub async fn status(&self, slug: &str) -> Status {
+    /// Whose `slug` is: the owner roost knows, else the container's label
+    /// (`None`: no container, so nobody's yet).
+    pub async fn owner_of(&self, slug: &str) -> Result<Option<Arc<String>>, RuntimeError> {
+        if let Some(owner) = self.get(slug).and_then(|e| e.owner()) {
+            return Ok(Some(owner));
+        }
+        Ok(self
+            .runtime
+            .inspect(slug)
+            .await?
+            .map(|info| Arc::new(info.owner.to_string())))
+    }
+
+    /// The ownership rule ([`Identity::may_use`]) for `caller` and `slug`,
+    /// on every path that shows or acts on a workspace.
+    pub async fn authorize(&self, caller: &Identity, slug: &str) -> Result<(), RuntimeError> {
+        match self.owner_of(slug).await? {
+            Some(owner) if !caller.may_use(&owner) => Err(RuntimeError::NotOwner),
+            _ => Ok(()),
+        }
+    }
+
+    /// The workspace's status, for `caller` (its owner or an admin);
+    /// resource use only while it runs.
+    pub async fn status(&self, caller: &Identity, slug: &str) -> Result<Status, RuntimeError> {
+        self.authorize(caller, slug).await?;
+        Ok(self.status_unchecked(slug).await)
+    }
+
+    async fn status_unchecked(&self, slug: &str) -> Status {
         let entry = self.get(slug);
         let phase = entry.as_ref().map_or(Phase::Stopped, |e| e.phase());
         let (state, detail) = match phase {
@@ -79,8 +107,10 @@ impl Registry {
         status
     }
 
-    /// The workspace's last log lines (none when it has no container).
-    pub async fn recent_logs(&self, slug: &str) -> Result<Vec<String>, RuntimeError> {
+    /// The workspace's last log lines, for `caller` (none when it has no
+    /// container).
+    pub async fn recent_logs(&self, caller: &Identity, slug: &str) -> Result<Vec<String>, RuntimeError> {
+        self.authorize(caller, slug).await?;
         let id = match self.get(slug).and_then(|e| e.container()) {
             Some((id, _)) => id,
             None => match self.runtime.inspect(slug).await? {
@@ -102,12 +132,10 @@ impl Registry {
     /// Stops the workspace now (route withdrawn and drained first; the
     /// container and volume are kept).
     pub async fn stop_requested(&self, caller: &Identity, slug: &str) -> Result<(), RuntimeError> {
+        self.authorize(caller, slug).await?;
         let Some(entry) = self.get(slug) else {
             return Ok(()); // not running here: nothing to stop
         };
-        if entry.owner().is_some_and(|o| **o != *caller.sub) && !caller.admin {
-            return Err(RuntimeError::NotOwner);
-        }
         match entry.phase() {
             Phase::Starting(_) => Err(RuntimeError::NotReady {
                 retry_after: Duration::from_secs(2),

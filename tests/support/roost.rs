@@ -34,6 +34,7 @@ pub fn config_text(issuer: &str, oidc_extra: &str, top_extra: &str) -> String {
     format!(
         r#"
 listen = "127.0.0.1:0"
+internal_listen = "127.0.0.1:0"
 {top_extra}
 [oidc]
 issuer = "{issuer}"
@@ -50,7 +51,10 @@ image = "roost-echo:test"
 }
 
 pub struct TestRoost {
+    /// The public listener (fallback proxy, pages).
     pub addr: SocketAddr,
+    /// The internal listener (`/auth`, `/traefik`, `/metrics`, probes).
+    pub internal: SocketAddr,
     pub app: Arc<App>,
     pub client: TestClient,
     shutdown: Option<oneshot::Sender<()>>,
@@ -66,12 +70,13 @@ impl TestRoost {
     /// Starts roost; `routing.roost_url` in `config` is replaced by the
     /// address roost actually listens on.
     pub async fn start_with(config: &str, runtime: Option<Arc<dyn Runtime>>) -> TestRoost {
-        Self::start_at("127.0.0.1:0", config, runtime).await
+        Self::start_at(("127.0.0.1:0", "127.0.0.1:0"), config, runtime).await
     }
 
-    /// Starts roost on `addr` (a restart on the same address).
-    pub async fn start_at(addr: &str, config: &str, runtime: Option<Arc<dyn Runtime>>) -> TestRoost {
-        Self::start_full(addr, config, Secrets::default(), runtime).await
+    /// Starts roost on these (public, internal) addresses (a restart on the
+    /// same addresses).
+    pub async fn start_at(addrs: (&str, &str), config: &str, runtime: Option<Arc<dyn Runtime>>) -> TestRoost {
+        Self::start_on(addrs, config, Secrets::default(), runtime).await
     }
 
     /// Starts roost on `addr` with these secrets (what it would read from
@@ -82,18 +87,31 @@ impl TestRoost {
         secrets: Secrets,
         runtime: Option<Arc<dyn Runtime>>,
     ) -> TestRoost {
-        let listener = TcpListener::bind(addr).await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        Self::start_on((addr, "127.0.0.1:0"), config, secrets, runtime).await
+    }
+
+    async fn start_on(
+        (public, internal): (&str, &str),
+        config: &str,
+        secrets: Secrets,
+        runtime: Option<Arc<dyn Runtime>>,
+    ) -> TestRoost {
+        let public = TcpListener::bind(public).await.unwrap();
+        let internal = TcpListener::bind(internal).await.unwrap();
+        let (addr, internal_addr) = (public.local_addr().unwrap(), internal.local_addr().unwrap());
         let config = config.replace(ROOST_URL_PLACEHOLDER, &format!("http://{addr}"));
-        let config = Config::from_toml(&config, secrets).expect("valid test config");
+        let mut config = Config::from_toml(&config, secrets).expect("valid test config");
+        config.routing.auth_url = format!("http://{internal_addr}");
         let fetcher = Arc::new(HttpFetcher::new(config.oidc.http_timeout));
         let app = App::new(config, fetcher, runtime);
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(roost::app::run(app.clone(), listener, async {
+        let listeners = roost::app::Listeners { public, internal };
+        let task = tokio::spawn(roost::app::run(app.clone(), listeners, async {
             let _ = rx.await;
         }));
         TestRoost {
             addr,
+            internal: internal_addr,
             app,
             client: TestClient::default(),
             shutdown: Some(tx),
@@ -119,8 +137,19 @@ impl TestRoost {
         .await;
     }
 
+    /// A URL on the internal listener (`/auth`, `/traefik`, `/metrics`, probes).
     pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.internal)
+    }
+
+    /// A URL on the public listener (the fallback proxy, pages).
+    pub fn public_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// What Traefik's HTTP provider polls: `<internal>` (+ `/traefik`).
+    pub fn provider_base(&self) -> String {
+        format!("http://{}", self.internal)
     }
 
     /// `GET /auth` as Traefik sends it for `https://<host>/`.

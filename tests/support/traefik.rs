@@ -41,7 +41,7 @@ impl Traefik {
                 "address: \":80\"",
                 &format!("address: \"{web}\"\n  traefik:\n    address: \"{api}\""),
             )
-            .replace("http://roost:8080/traefik", &format!("{roost_url}/traefik"))
+            .replace("http://roost:8081/traefik", &format!("{roost_url}/traefik"))
             .replace("pollInterval: \"2s\"", "pollInterval: \"500ms\"")
             .replace(
                 "providersThrottleDuration: \"1s\"",

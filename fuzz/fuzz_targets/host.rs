@@ -1,0 +1,35 @@
+//! `roost::host::normalize` on any `Host` / `X-Forwarded-Host` value.
+//!
+//! Checks: no panic, and what comes out is a canonical host: ASCII, no
+//! upper case, no trailing dot, no `:` unless it is an IPv6 literal in
+//! brackets, and normalising it again changes nothing.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use roost::host::normalize;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(raw) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Some(out) = normalize(raw) else {
+        return;
+    };
+    let out: &str = &out;
+    assert!(!out.is_empty(), "{raw:?} -> empty");
+    assert!(out.is_ascii(), "{raw:?} -> {out:?}: not ASCII");
+    assert!(!out.bytes().any(|b| b.is_ascii_uppercase()), "{raw:?} -> {out:?}: upper case");
+    assert!(!out.ends_with('.'), "{raw:?} -> {out:?}: trailing dot");
+    if out.contains(':') {
+        let inner = out
+            .strip_prefix('[')
+            .and_then(|s| s.strip_suffix(']'))
+            .unwrap_or_else(|| panic!("{raw:?} -> {out:?}: a ':' outside an IPv6 literal"));
+        assert!(
+            inner.parse::<std::net::Ipv6Addr>().is_ok(),
+            "{raw:?} -> {out:?}: brackets around no IPv6 address"
+        );
+    }
+    let again = normalize(out);
+    assert_eq!(again.as_deref(), Some(out), "{raw:?} -> {out:?}: not idempotent");
+});
