@@ -60,10 +60,12 @@ http:
       forwardAuth:
         address: "http://$floor/auth"
         authResponseHeaders: ["X-Roost-User", "X-Roost-Workspace", "X-Roost-Email", "Authorization", "Cookie"]
+        authResponseHeadersRegex: "^(?i)x[^a-z0-9]roost[^a-z0-9]"
     roost-auth:
       forwardAuth:
         address: "http://$roost/auth"
         authResponseHeaders: ["X-Roost-User", "X-Roost-Workspace", "X-Roost-Email", "Authorization", "Cookie"]
+        authResponseHeadersRegex: "^(?i)x[^a-z0-9]roost[^a-z0-9]"
   routers:
     none:  { rule: "Host(\`none.ws.roost.test\`)",  service: ws, entryPoints: [web] }
     floor: { rule: "Host(\`floor.ws.roost.test\`)", service: ws, entryPoints: [web], middlewares: [floor-auth] }

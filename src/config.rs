@@ -208,8 +208,10 @@ pub enum AddressMode {
 }
 
 /// The network roost creates for its workspaces when `workspace.network`
-/// is not set.
-pub const DEFAULT_WORKSPACE_NETWORK: &str = "roost-workspaces";
+/// is not set: `<deployment.id>-workspaces`.
+pub fn default_workspace_network(deployment: &str) -> String {
+    format!("{deployment}-workspaces")
+}
 
 #[derive(Debug, Clone)]
 pub struct WorkspaceConfig {

@@ -134,7 +134,7 @@ pub async fn handle(proxy: &Proxy, fa: &ForwardAuth, mut req: Request<Incoming>,
             Some(slot) => Some(slot),
             None => {
                 proxy.metrics.tunnel_refused();
-                tracing::info!(user = %identity.sub, %workspace, "upgrade refused: limits.tunnels_per_user reached");
+                tracing::debug!(user = %identity.sub, %workspace, "upgrade refused: limits.tunnels_per_user reached");
                 return too_many_tunnels();
             }
         },

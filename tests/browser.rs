@@ -3,8 +3,8 @@
 //! oidc-provider-mock and the real Docker Engine: open your workspace URL,
 //! sign in at the provider, see the starting page, land in your workspace;
 //! reload without signing in again; another user is refused; the status
-//! page; sign-out. Screenshots of the starting and status pages are kept
-//! under `target/test-artifacts/`.
+//! page; sign-out with the page's button. Screenshots of the starting and
+//! status pages are kept under `target/test-artifacts/`.
 
 mod support;
 
@@ -140,10 +140,21 @@ async fn a_person_signs_in_with_a_browser_and_lands_in_their_workspace() {
     let status = alice_browser.screenshot("status-page").await;
     assert_png(&status);
 
-    // Sign-out, then the workspace URL asks for sign-in again.
+    // Sign-out: the page only shows a button (a POST with the form token);
+    // clicking it ends the session, then the workspace URL asks for sign-in again.
+    let logout_url = format!("http://{domain}:{port}/_roost/logout");
+    alice_browser.client.goto(&logout_url).await.unwrap();
+    alice_browser
+        .page_until(30, "the sign-out page", |url, src| {
+            url == logout_url && src.contains("Sign out")
+        })
+        .await;
     alice_browser
         .client
-        .goto(&format!("http://{domain}:{port}/_roost/logout"))
+        .find(Locator::XPath("//button[normalize-space()='Sign out']"))
+        .await
+        .unwrap()
+        .click()
         .await
         .unwrap();
     alice_browser

@@ -131,9 +131,10 @@ async fn sign_in_works_with_the_real_oidc_provider_mock() {
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert_eq!(ok.header("x-roost-user"), Some("alice"));
 
-    // Sign-out continues at the provider's end_session_endpoint.
-    let out = jar.get(&format!("http://{DOMAIN}/_roost/logout")).await;
-    assert_eq!(out.status, 302);
+    // Sign-out (the page's button: a POST with the form token) continues
+    // at the provider's end_session_endpoint.
+    let out = jar.sign_out(&format!("http://{DOMAIN}")).await;
+    assert_eq!(out.status, 303, "{}", out.body);
     let location = out.header("location").unwrap();
     assert!(
         location.starts_with(&format!(
@@ -387,9 +388,15 @@ async fn the_bare_domain_sends_people_to_their_workspace_and_sign_out_ends_the_s
     // Workspace hosts send roost's own pages to the bare domain.
     let moved = jar.get("http://alice.ws.roost.test/_roost/logout").await;
     assert_eq!(moved.header("location"), Some("http://ws.roost.test/_roost/logout"));
+    let posted = jar
+        .post_form("http://alice.ws.roost.test/_roost/logout", "csrf=x", &[])
+        .await;
+    assert_eq!(posted.status, 303, "a POST there is sent to the domain's sign-out page");
+    assert_eq!(posted.header("location"), Some("http://ws.roost.test/_roost/logout"));
+    assert!(jar.cookies.contains_key("roost_session"), "and signs nobody out");
 
-    let out = jar.get(&format!("http://{DOMAIN}/_roost/logout")).await;
-    assert_eq!(out.status, 302);
+    let out = jar.sign_out(&format!("http://{DOMAIN}")).await;
+    assert_eq!(out.status, 303, "{}", out.body);
     let expected = format!(
         "{}oidc/logout?post_logout_redirect_uri={}&client_id={CLIENT_ID}",
         issuer.url,

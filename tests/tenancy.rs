@@ -267,9 +267,6 @@ async fn a_workspace_belongs_to_the_sub_that_created_it_on_every_path() {
 #[tokio::test]
 async fn deployments_on_one_engine_never_meet() {
     let cleanup = Cleanup::new("deploy");
-    let Some(runtime) = docker::engine(&cleanup).await else {
-        return;
-    };
     let issuer = TestIssuer::start(&["k1"]).await;
     // Deployment ids are short: a per-test suffix from the cleanup id.
     let tag: String = format!("{:x}", {
@@ -282,12 +279,18 @@ async fn deployments_on_one_engine_never_meet() {
     .take(8)
     .collect();
     let (a, b) = (format!("ta{tag}"), format!("tb{tag}"));
+    let Some(runtime_a) = docker::engine_for(&cleanup, &a, &issuer.url).await else {
+        return;
+    };
+    let Some(runtime_b) = docker::engine_for(&cleanup, &b, &issuer.url).await else {
+        return;
+    };
     let with_id = |id: &str| {
         workspace_config(&issuer.url, &cleanup.labels_toml())
             .replace("[oidc]\n", &format!("[deployment]\nid = \"{id}\"\n[oidc]\n"))
     };
-    let roost_a = TestRoost::start_with(&with_id(&a), Some(runtime.clone())).await;
-    let roost_b = TestRoost::start_with(&with_id(&b), Some(runtime.clone())).await;
+    let roost_a = TestRoost::start_with(&with_id(&a), Some(runtime_a.clone())).await;
+    let roost_b = TestRoost::start_with(&with_id(&b), Some(runtime_b.clone())).await;
     roost_a.wait_ready().await;
     roost_b.wait_ready().await;
     let alice = format!("alice-{tag}");
@@ -302,9 +305,17 @@ async fn deployments_on_one_engine_never_meet() {
         let mounts = inspect(&c, "{{range .Mounts}}{{.Name}}{{end}}");
         assert_eq!(mounts, format!("{id}-{alice}-data"));
     }
-    // B, restarted, adopts its own workspace and never A's.
+    // What B sees on the engine (and so may adopt, stop or remove) is B's
+    // alone, though A's workspace of the same name runs beside it.
+    let seen = runtime_b.list().await.unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        runtime_b.inspect(&alice).await.unwrap().map(|c| c.id),
+        Some(inspect(&format!("{b}-{alice}"), "{{.Id}}"))
+    );
+    // B, restarted, adopts its own workspace.
     roost_b.stop().await;
-    let roost_b = TestRoost::start_with(&with_id(&b), Some(runtime.clone())).await;
+    let roost_b = TestRoost::start_with(&with_id(&b), Some(runtime_b.clone())).await;
     roost_b.wait_ready().await;
     let registry = roost_b.app.workspaces.as_ref().unwrap();
     until(20, "B adopting its own workspace", || registry.get(&alice).is_some()).await;
@@ -346,4 +357,34 @@ async fn deployments_on_one_engine_never_meet() {
         "left alone"
     );
     roost_b.stop().await;
+}
+
+#[tokio::test]
+async fn a_volume_from_before_64_bit_slugs_stays_with_its_owner() {
+    let cleanup = Cleanup::new("legacy");
+    let Some(runtime) = docker::engine(&cleanup).await else {
+        return;
+    };
+    let issuer = TestIssuer::start(&["k1"]).await;
+    let roost = TestRoost::start_with(&workspace_config(&issuer.url, &cleanup.labels_toml()), Some(runtime)).await;
+    roost.wait_ready().await;
+    // An Auth0 `sub` needs mapping, so its slug carries a hash: 32 bits
+    // before, 64 now. The old workspace's volume, as an old roost left it.
+    let sub = format!("auth0|{}", cleanup.id);
+    let (slug, old) = (roost::slug::slug_for(&sub), roost::slug::legacy_slug_for(&sub).unwrap());
+    let old_volume = format!("roost-{old}-data");
+    let made = std::process::Command::new("docker")
+        .args(["volume", "create", "--label", "roost.managed=true", "--label"])
+        .arg(format!("roost.owner={sub}"))
+        .args(["--label", &format!("roost.workspace={old}"), "--label"])
+        .arg(format!("roost-test.run={}", cleanup.id))
+        .arg(&old_volume)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let token = sign("k1", Some("k1"), &auth0_claims(&issuer.url, AUDIENCE, &sub));
+    auth_until_ok(&roost, &slug, &token).await;
+    let container = format!("roost-{slug}");
+    assert_eq!(inspect(&container, "{{range .Mounts}}{{.Name}}{{end}}"), old_volume);
+    roost.stop().await;
 }

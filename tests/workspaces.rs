@@ -45,11 +45,29 @@ async fn first_request_spawns_a_hardened_workspace() {
     assert_eq!(docker::inspect(&name, "{{.HostConfig.NanoCpus}}"), "1000000000");
     assert_eq!(docker::inspect(&name, "{{.HostConfig.Memory}}"), "1073741824");
     assert_eq!(
+        docker::inspect(&name, "{{.HostConfig.MemorySwap}}"),
+        "1073741824",
+        "no swap beyond the memory limit"
+    );
+    assert_eq!(
+        docker::inspect(&name, "{{index .HostConfig.Tmpfs \"/tmp\"}}"),
+        "rw,nosuid,nodev,size=268435456,mode=1777"
+    );
+    assert_eq!(docker::inspect(&name, "{{.HostConfig.ReadonlyRootfs}}"), "false");
+    assert_eq!(docker::inspect(&name, "{{.Config.User}}"), "", "the image's user");
+    // Only on the test's workspace network, nothing published.
+    let network = w.cleanup.network();
+    assert_eq!(
+        docker::inspect(&name, "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}"),
+        network
+    );
+    assert_eq!(docker::inspect(&name, "{{len .HostConfig.PortBindings}}"), "0");
+    assert_eq!(
         docker::inspect(
-            &name,
-            "{{(index (index .HostConfig.PortBindings \"8080/tcp\") 0).HostIp}}"
+            &network,
+            "{{.Internal}} {{index .Options \"com.docker.network.bridge.enable_icc\"}}"
         ),
-        "127.0.0.1"
+        "true false"
     );
     let mounts = docker::inspect(&name, "{{range .Mounts}}{{.Name}}:{{.Destination}} {{end}}");
     assert_eq!(mounts.trim(), format!("roost-{alice}-data:/data"));
@@ -68,6 +86,26 @@ async fn first_request_spawns_a_hardened_workspace() {
     roost.stop().await;
     // roost's shutdown never stops workspaces.
     assert_eq!(docker::inspect(&name, "{{.State.Running}}"), "true");
+}
+
+#[tokio::test]
+async fn user_and_read_only_root_reach_the_container() {
+    let Some(w) = World::new("useropts").await else { return };
+    let roost = w
+        .roost("user = \"1000:1000\"\nread_only = true\ntmp_size = \"16MiB\"")
+        .await;
+    let alice = w.user("alice");
+    auth_until_ok(&roost, &alice, &w.token(&alice)).await;
+    let name = container(&alice);
+    assert_eq!(docker::inspect(&name, "{{.Config.User}}"), "1000:1000");
+    assert_eq!(docker::inspect(&name, "{{.HostConfig.ReadonlyRootfs}}"), "true");
+    assert_eq!(
+        docker::inspect(&name, "{{index .HostConfig.Tmpfs \"/tmp\"}}"),
+        "rw,nosuid,nodev,size=16777216,mode=1777"
+    );
+    let (code, _) = echo_get(ready_addr(&roost, &alice), "/healthz");
+    assert_eq!(code, 200);
+    roost.stop().await;
 }
 
 #[tokio::test]

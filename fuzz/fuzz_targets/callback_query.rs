@@ -53,6 +53,9 @@ fuzz_target!(|data: &[u8]| {
     let cookie = HeaderValue::from_str(&cookie).ok();
 
     let first = h.rt.block_on(login.callback(Some(&query), cookie.as_ref()));
+    if roost_fuzz::debug() {
+        eprintln!("callback_query: {:?}", first.as_ref().map(|r| r.status()));
+    }
     assert!(first.is_err(), "a callback succeeded without a code exchange");
     if matches!(first, Err(LoginError::Exchange(_))) {
         // It got as far as the exchange: the state is spent.
@@ -67,14 +70,20 @@ fuzz_target!(|data: &[u8]| {
     let rd = std::str::from_utf8(rd).ok();
     let resp = login.start(rd, cookie.as_ref()).expect("start");
     let location = resp.headers().get(LOCATION).unwrap().to_str().unwrap();
-    assert!(location.starts_with(&format!("{AUTHORIZE}?response_type=code&")), "{location}");
+    assert!(
+        location.starts_with(&format!("{AUTHORIZE}?response_type=code&")),
+        "{location}"
+    );
     let pending_before = cookies(cookie.as_ref())
         .filter(|(n, _)| n.starts_with(LOGIN_COOKIE_PREFIX))
         .count();
     let set = set_cookies(&resp);
     let removed = set.iter().filter(|(_, _, removal)| *removal).count();
     assert_eq!(removed, (pending_before + 1).saturating_sub(MAX_PENDING), "{set:?}");
-    let (name, value, _) = set.iter().find(|(_, _, removal)| !removal).expect("the new state cookie");
+    let (name, value, _) = set
+        .iter()
+        .find(|(_, _, removal)| !removal)
+        .expect("the new state cookie");
     let (json, _) = sessions.unseal(name, value).expect("roost opens its own state cookie");
     let pending: serde_json::Value = serde_json::from_str(&json).expect("state JSON");
     if let Some(r) = pending.get("r") {

@@ -60,10 +60,20 @@ fuzz_target!(|data: &[u8]| {
     check_workspace_cookie(kept.as_ref());
 
     let fa = &h.app.forward_auth;
-    match h.rt.block_on(forward_auth::handle(fa, &req)) {
+    let outcome = h.rt.block_on(forward_auth::handle(fa, &req));
+    if roost_fuzz::debug() {
+        match &outcome {
+            Ok(r) => eprintln!("forwarded_headers: {} {:?}", r.status(), r.headers()),
+            Err(e) => eprintln!("forwarded_headers: {e}"),
+        }
+    }
+    match outcome {
         Ok(resp) if resp.status().is_success() => {
             let user = resp.headers().get("x-roost-user").expect("X-Roost-User on a 2xx");
-            let ws = resp.headers().get("x-roost-workspace").expect("X-Roost-Workspace on a 2xx");
+            let ws = resp
+                .headers()
+                .get("x-roost-workspace")
+                .expect("X-Roost-Workspace on a 2xx");
             let host = req.host.as_deref().expect("a 2xx names a host");
             assert_eq!(fa.workspace_of(host).map(str::as_bytes), Some(ws.as_bytes()));
             // The only credentials that can pass: alice's token or session, root's (admin) token.
@@ -78,7 +88,9 @@ fuzz_target!(|data: &[u8]| {
             let location = resp.headers().get(LOCATION).expect("a redirect has a Location");
             let location = location.to_str().expect("Location is ASCII");
             let login = format!("{ORIGIN}/_roost/login?rd=");
-            let rd = location.strip_prefix(&login).unwrap_or_else(|| panic!("sign-in goes elsewhere: {location}"));
+            let rd = location
+                .strip_prefix(&login)
+                .unwrap_or_else(|| panic!("sign-in goes elsewhere: {location}"));
             let back: String = url::form_urlencoded::parse(format!("rd={rd}").as_bytes())
                 .next()
                 .map(|(_, v)| v.into_owned())
@@ -103,10 +115,17 @@ fuzz_target!(|data: &[u8]| {
 fn check_request(req: &AuthRequest<'_>, headers: &HeaderMap, peer: IpAddr) {
     if let Some(host) = req.host.as_deref() {
         assert!(host.is_ascii(), "host {host:?}");
-        assert!(!host.bytes().any(|b| b.is_ascii_uppercase()), "host {host:?} not lower case");
+        assert!(
+            !host.bytes().any(|b| b.is_ascii_uppercase()),
+            "host {host:?} not lower case"
+        );
     }
     if headers.get("x-forwarded-for").is_none() {
-        assert_eq!(req.client_ip, peer);
+        for hops in [0, 1, 3] {
+            assert_eq!(req.client_ip(hops), peer);
+        }
+    } else {
+        let _ = (req.client_ip(0), req.client_ip(1), req.client_ip(u32::MAX.min(64)));
     }
     match req.credential {
         Credential::Bearer(t) => {
@@ -115,7 +134,10 @@ fn check_request(req: &AuthRequest<'_>, headers: &HeaderMap, peer: IpAddr) {
         }
         Credential::Session(v) => {
             assert!(!v.is_empty());
-            assert!(!headers.contains_key(AUTHORIZATION), "a session read despite Authorization");
+            assert!(
+                !headers.contains_key(AUTHORIZATION),
+                "a session read despite Authorization"
+            );
         }
         Credential::None | Credential::Unsupported => {}
     }
@@ -125,6 +147,9 @@ fn check_request(req: &AuthRequest<'_>, headers: &HeaderMap, peer: IpAddr) {
 /// workspace would see.
 fn check_workspace_cookie(kept: Option<&HeaderValue>) {
     for (name, _) in cookies(kept) {
-        assert!(!name.starts_with(ROOST_COOKIE_PREFIX), "{name:?} reaches the workspace: {kept:?}");
+        assert!(
+            !name.starts_with(ROOST_COOKIE_PREFIX),
+            "{name:?} reaches the workspace: {kept:?}"
+        );
     }
 }

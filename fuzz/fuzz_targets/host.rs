@@ -18,7 +18,10 @@ fuzz_target!(|data: &[u8]| {
     let out: &str = &out;
     assert!(!out.is_empty(), "{raw:?} -> empty");
     assert!(out.is_ascii(), "{raw:?} -> {out:?}: not ASCII");
-    assert!(!out.bytes().any(|b| b.is_ascii_uppercase()), "{raw:?} -> {out:?}: upper case");
+    assert!(
+        !out.bytes().any(|b| b.is_ascii_uppercase()),
+        "{raw:?} -> {out:?}: upper case"
+    );
     assert!(!out.ends_with('.'), "{raw:?} -> {out:?}: trailing dot");
     if out.contains(':') {
         let inner = out

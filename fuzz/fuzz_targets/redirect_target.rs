@@ -13,27 +13,27 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use roost::config::{RoutingConfig, Scheme};
+use roost::config::Scheme;
 use roost::public_url::PublicOrigin;
 use roost_fuzz::DOMAIN;
 
 fn origins() -> &'static [(PublicOrigin, &'static str, &'static str)] {
     static O: OnceLock<Vec<(PublicOrigin, &'static str, &'static str)>> = OnceLock::new();
     O.get_or_init(|| {
-        [(Scheme::Https, 443, ""), (Scheme::Http, 8080, ":8080"), (Scheme::Https, 8443, ":8443")]
-            .into_iter()
-            .map(|(scheme, port, shown)| {
-                let origin = PublicOrigin::new(&RoutingConfig {
-                    domain: DOMAIN.into(),
-                    entrypoints: vec!["web".into()],
-                    roost_url: "http://roost:8080".into(),
-                    scheme,
-                    tls_resolver: None,
-                    public_port: port,
-                });
-                (origin, scheme.as_str(), shown)
-            })
-            .collect()
+        [
+            (Scheme::Https, 443, ""),
+            (Scheme::Http, 8080, ":8080"),
+            (Scheme::Https, 8443, ":8443"),
+        ]
+        .into_iter()
+        .map(|(scheme, port, shown)| {
+            let mut routing = roost_fuzz::harness().app.config.routing.clone();
+            routing.scheme = scheme;
+            routing.public_port = port;
+            let origin = PublicOrigin::new(&routing);
+            (origin, scheme.as_str(), shown)
+        })
+        .collect()
     })
 }
 
@@ -52,7 +52,9 @@ fuzz_target!(|data: &[u8]| {
     let after = url
         .strip_prefix(&format!("{scheme}://"))
         .unwrap_or_else(|| panic!("{target:?} -> {url:?}: wrong scheme"));
-    let authority = &after[..after.find('/').unwrap_or_else(|| panic!("{target:?} -> {url:?}: no path"))];
+    let authority = &after[..after
+        .find('/')
+        .unwrap_or_else(|| panic!("{target:?} -> {url:?}: no path"))];
     let host = authority
         .strip_suffix(port)
         .unwrap_or_else(|| panic!("{target:?} -> {url:?}: wrong port"));
@@ -61,7 +63,10 @@ fuzz_target!(|data: &[u8]| {
         let label = host
             .strip_suffix(&format!(".{DOMAIN}"))
             .unwrap_or_else(|| panic!("{target:?} -> {url:?}: host {host:?} outside the domain"));
-        assert!(roost::slug::is_label(label), "{target:?} -> {url:?}: {label:?} is not one label");
+        assert!(
+            roost::slug::is_label(label),
+            "{target:?} -> {url:?}: {label:?} is not one label"
+        );
     }
     // The WHATWG parser (what a browser follows) reads the same host ...
     let parsed = url::Url::parse(&url).expect("an accepted target parses");
@@ -69,9 +74,17 @@ fuzz_target!(|data: &[u8]| {
     assert!(parsed.username().is_empty() && parsed.password().is_none());
     // ... and so does an RFC 3986 parser (what other clients follow), when it reads it at all.
     if let Ok(uri) = url.parse::<http::Uri>() {
-        assert_eq!(uri.host(), Some(host), "{target:?} -> {url:?}: http::Uri reads another host");
+        assert_eq!(
+            uri.host(),
+            Some(host),
+            "{target:?} -> {url:?}: http::Uri reads another host"
+        );
         assert_eq!(uri.scheme_str(), Some(*scheme));
     }
     // Normalised once and for all.
-    assert_eq!(origin.safe_redirect(&url).as_deref(), Some(url.as_str()), "{target:?} -> {url:?}");
+    assert_eq!(
+        origin.safe_redirect(&url).as_deref(),
+        Some(url.as_str()),
+        "{target:?} -> {url:?}"
+    );
 });

@@ -6,7 +6,7 @@
 //!   0, 1: a cookie value (`@SESSION@`, `@STALE@`, `@OLDKEY@` splice in
 //!         real ones) → `open`; and the same bytes as a whole `Cookie`
 //!         header → `cookie_value`, `cookies`;
-//!   2:    session JSON, sealed with the current key, then opened;
+//!   2:    session JSON (`@NOW@`, `@EXP@`: timestamps), sealed with the current key, then opened;
 //!   3:    session JSON, sealed with the previous key, then opened.
 //!
 //! Checks: no panic; an opened session is unexpired and within max_age, its
@@ -23,7 +23,7 @@ use roost::auth::session::{cookie_value, cookies, Opened, SESSION_COOKIE};
 use roost::auth::{AuthError, Sessions};
 use roost::config::{Secret, Secrets};
 use roost::public_url::PublicOrigin;
-use roost_fuzz::{credentials, harness, now, OLD_COOKIE_KEY};
+use roost_fuzz::{credentials, harness, now, times, OLD_COOKIE_KEY};
 
 /// Seals with what is now the previous key.
 fn old_sessions() -> &'static Sessions {
@@ -40,14 +40,23 @@ fn old_sessions() -> &'static Sessions {
 
 fn value_of(set_cookie: &HeaderValue) -> String {
     let text = set_cookie.to_str().expect("Set-Cookie is ASCII");
-    cookie::Cookie::parse(text.to_string()).expect("Set-Cookie parses").value().to_string()
+    cookie::Cookie::parse(text.to_string())
+        .expect("Set-Cookie parses")
+        .value()
+        .to_string()
 }
 
 fn check_opened(sessions: &Sessions, opened: &Opened) {
+    if roost_fuzz::debug() {
+        eprintln!(
+            "session_cookie: opened {:?} refresh {}",
+            opened.session.sub, opened.refresh
+        );
+    }
     let s = &opened.session;
     let now = now();
     let config = &harness().app.config.session;
-    assert!(s.expires + 2 > now, "expired session opened: {s:?}");
+    assert!(s.expires.saturating_add(2) > now, "expired session opened: {s:?}");
     assert!(
         now.saturating_sub(s.signed_in) < config.max_age.as_secs() + 2,
         "session past max_age opened: {s:?}"
@@ -56,13 +65,29 @@ fn check_opened(sessions: &Sessions, opened: &Opened) {
         assert!(roost::slug::is_label(&identity.slug), "slug {:?}", identity.slug);
         assert_eq!(&*identity.sub, s.sub.as_str());
     }
+    // KNOWN FINDING (reported; reproducer fuzz/artifacts/session_cookie/):
+    // `Sessions::renew` computes `signed_in + max_age` unchecked, which
+    // overflows (a panic with overflow checks, a wrap without) for a session
+    // whose `signed_in` lies far in the future, and `open` accepts such a
+    // session (`now.saturating_sub(signed_in)` is 0). Only a cookie sealed
+    // with roost's key can carry one. Skipped here so the rest keeps being
+    // fuzzed; delete these lines once renew saturates.
+    if s.signed_in.checked_add(config.max_age.as_secs()).is_none() {
+        return;
+    }
     // What roost hands back must open again (or have run out of time).
     let renewed = sessions.renew(s);
     let value = value_of(&renewed);
     match sessions.open(&value) {
         Ok(again) => assert_eq!(again.session.sub, s.sub),
         Err(AuthError::Session("expired" | "past max_age")) => {}
-        Err(e) => panic!("roost cannot open the session cookie it renewed ({} bytes): {e}", value.len()),
+        // KNOWN FINDING (reported, see state_cookie): sessions have no size
+        // bound, so a renewal can outgrow what `unseal` accepts.
+        Err(AuthError::Session("not authentic")) if value.len() > 2048 => {}
+        Err(e) => panic!(
+            "roost cannot open the session cookie it renewed ({} bytes): {e}",
+            value.len()
+        ),
     }
 }
 
@@ -98,6 +123,7 @@ fuzz_target!(|data: &[u8]| {
             let Ok(json) = std::str::from_utf8(rest) else {
                 return;
             };
+            let json = &times(json);
             let sealer = if m == 2 { sessions } else { old_sessions() };
             let sealed = sealer.seal(SESSION_COOKIE, json);
             match sessions.open(&sealed) {
@@ -106,7 +132,11 @@ fuzz_target!(|data: &[u8]| {
                     check_opened(sessions, &opened);
                 }
                 Err(AuthError::Session("not authentic")) => {
-                    assert!(sealed.len() > 2048, "a cookie roost sealed ({} bytes) does not open", sealed.len());
+                    assert!(
+                        sealed.len() > 2048,
+                        "a cookie roost sealed ({} bytes) does not open",
+                        sealed.len()
+                    );
                 }
                 Err(_) => {}
             }

@@ -24,12 +24,7 @@ use http::HeaderValue;
 use libfuzzer_sys::fuzz_target;
 use roost::auth::session::SESSION_COOKIE;
 use roost::auth::AuthError;
-use roost_fuzz::{fresh_login, harness, now, set_cookies, sign_ed, split_at_byte, state_cookie_name};
-
-fn times(s: &str) -> String {
-    let now = now();
-    s.replace("@NOW@", &now.to_string()).replace("@EXP@", &(now + 600).to_string())
-}
+use roost_fuzz::{fresh_login, harness, set_cookies, sign_ed, split_at_byte, state_cookie_name, times};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
@@ -73,7 +68,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
 
-    let Ok(resp) = h.rt.block_on(login.callback(Some(&query), Some(&cookie))) else {
+    let result = h.rt.block_on(login.callback(Some(&query), Some(&cookie)));
+    if roost_fuzz::debug() {
+        eprintln!("state_cookie: {:?}", result.as_ref().map(|r| r.headers()));
+    }
+    let Ok(resp) = result else {
         return;
     };
     // Signed in: where to, and with which session.
@@ -84,7 +83,14 @@ fuzz_target!(|data: &[u8]| {
     match stored_rd {
         // An rd sealed by roost was validated before it was sealed; here the
         // harness sealed it, so only its being used verbatim is checked.
-        Some(rd) => assert_eq!(location, if HeaderValue::from_str(&rd).is_ok() { rd.as_str() } else { "/" }),
+        Some(rd) => assert_eq!(
+            location,
+            if HeaderValue::from_str(&rd).is_ok() {
+                rd.as_str()
+            } else {
+                "/"
+            }
+        ),
         None => {
             let origin = h.app.forward_auth.origin();
             assert!(origin.safe_redirect(location).is_some(), "signed in to {location:?}");
@@ -95,11 +101,25 @@ fuzz_target!(|data: &[u8]| {
         .iter()
         .find(|(n, _, removal)| n == SESSION_COOKIE && !removal)
         .expect("a session cookie");
-    assert!(set.iter().any(|(n, _, removal)| *n == name && *removal), "the state cookie stays: {set:?}");
+    assert!(
+        set.iter().any(|(n, _, removal)| *n == name && *removal),
+        "the state cookie stays: {set:?}"
+    );
     match sessions.open(value) {
         Ok(opened) => assert!(!opened.session.sub.is_empty()),
         Err(AuthError::Session("expired" | "past max_age")) => {}
-        Err(e) => panic!("roost cannot open the session it set at sign-in ({} bytes): {e}", value.len()),
+        // KNOWN FINDING (reported; reproducer fuzz/artifacts/state_cookie/):
+        // sign-in seals whatever the ID token says (`sub` twice when it is the
+        // username claim, the email) without a size bound, and `unseal`
+        // refuses values over 2048 bytes: a `sub` of ~700 characters signs in
+        // into a session that never opens (a sign-in loop). Tolerated here so
+        // the rest keeps being fuzzed; delete this arm once the callback
+        // refuses (or bounds) oversized sessions.
+        Err(AuthError::Session("not authentic")) if value.len() > 2048 => {}
+        Err(e) => panic!(
+            "roost cannot open the session it set at sign-in ({} bytes): {e}",
+            value.len()
+        ),
     }
     // The same callback again: the state is spent.
     let again = h.rt.block_on(login.callback(Some(&query), Some(&cookie)));

@@ -99,10 +99,10 @@ impl KeyFetcher for StaticFetcher {
     }
 }
 
-/// A config for the fuzz issuer: browser sign-in on, both algorithms of the
-/// JWKS allowed, rate limits out of the way (a fuzzer is one very busy
+/// A config for the fuzz issuer with these `oidc.algorithms` (a TOML
+/// array): browser sign-in on, rate limits out of the way (a fuzzer is one very busy
 /// client; the limiter's own logic is not what is fuzzed here).
-pub fn config_text() -> String {
+pub fn config_text(algorithms: &str) -> String {
     format!(
         r#"
 listen = "127.0.0.1:0"
@@ -110,7 +110,7 @@ listen = "127.0.0.1:0"
 issuer = "{ISSUER}"
 audience = "{AUDIENCE}"
 client_id = "{CLIENT_ID}"
-algorithms = ["RS256", "EdDSA"]
+algorithms = {algorithms}
 admin_permission = "{ADMIN}"
 [routing]
 domain = "{DOMAIN}"
@@ -137,10 +137,24 @@ pub fn secrets() -> Secrets {
 
 /// One roost per fuzz process, keys loaded, no container runtime (every
 /// workspace counts as ready), and a current-thread runtime to drive it.
+///
+/// `app` verifies RS256 (k1), as deployments do by default. `ed` is the same
+/// deployment configured for EdDSA only, whose tokens the harness can sign
+/// cheaply with fuzz-chosen content. (One config allowing both does not
+/// work: jsonwebtoken refuses every token when the allowed algorithms span
+/// key families; see the fuzz report.)
 pub struct Harness {
     pub rt: tokio::runtime::Runtime,
     pub app: Arc<App>,
     pub fetcher: Arc<StaticFetcher>,
+    pub ed: EdDeployment,
+}
+
+/// The EdDSA-only deployment's config, keys and verifier.
+pub struct EdDeployment {
+    pub config: Config,
+    pub keys: Arc<roost::auth::KeyStore>,
+    pub verifier: Arc<roost::auth::Verifier>,
 }
 
 impl Harness {
@@ -149,16 +163,34 @@ impl Harness {
             .enable_time()
             .build()
             .expect("tokio runtime");
-        let config = Config::from_toml(&config_text(), secrets()).expect("the fuzz config is valid");
+        let config = Config::from_toml(&config_text(r#"["RS256"]"#), secrets()).expect("the fuzz config is valid");
         let fetcher = Arc::new(StaticFetcher::new());
         let app = {
             let _enter = rt.enter();
             App::new(config, fetcher.clone(), None)
         };
-        rt.block_on(app.keys.refresh()).expect("keys load from the static fetcher");
+        rt.block_on(app.keys.refresh())
+            .expect("keys load from the static fetcher");
         assert!(app.login.is_some(), "sign-in is configured");
         assert!(app.forward_auth.sessions().is_some(), "sessions are configured");
-        Harness { rt, app, fetcher }
+        let ed_config = Config::from_toml(&config_text(r#"["EdDSA"]"#), secrets()).expect("the EdDSA config is valid");
+        let keys = Arc::new(roost::auth::KeyStore::new(
+            &ed_config.oidc,
+            fetcher.clone(),
+            app.metrics.clone(),
+        ));
+        rt.block_on(keys.refresh()).expect("EdDSA keys load");
+        let verifier = Arc::new(roost::auth::Verifier::new(
+            &ed_config.oidc,
+            keys.clone(),
+            app.metrics.clone(),
+        ));
+        let ed = EdDeployment {
+            config: ed_config,
+            keys,
+            verifier,
+        };
+        Harness { rt, app, fetcher, ed }
     }
 }
 
@@ -291,18 +323,18 @@ pub fn credentials() -> &'static Credentials {
     C.get_or_init(|| Credentials::new(harness()))
 }
 
-/// A fresh sign-in flow over the harness's keys and sessions (its memory of
+/// A fresh sign-in flow (EdDSA ID tokens) over the harness's sessions (its memory of
 /// used states starts empty, so every fuzz run is independent).
 pub fn fresh_login() -> roost::auth::Login {
     let h = harness();
-    let origin = roost::public_url::PublicOrigin::new(&h.app.config.routing);
+    let origin = roost::public_url::PublicOrigin::new(&h.ed.config.routing);
     roost::auth::Login::new(
-        &h.app.config,
+        &h.ed.config,
         &origin,
         h.app.forward_auth.sessions().expect("sessions").clone(),
-        h.app.keys.clone(),
+        h.ed.keys.clone(),
         h.fetcher.clone(),
-        h.app.verifier.clone(),
+        h.ed.verifier.clone(),
     )
     .expect("sign-in is configured")
 }
@@ -329,4 +361,30 @@ pub fn set_cookies(resp: &http::Response<roost::error::Body>) -> Vec<(String, St
             (c.name().to_string(), c.value().to_string(), removal)
         })
         .collect()
+}
+
+/// `@NOW@` → the current Unix time, `@EXP@` → 10 minutes from now: lets
+/// seeds carry timestamps that stay valid (JSON claims, session fields).
+pub fn times(s: &str) -> String {
+    if !s.contains('@') {
+        return s.to_string();
+    }
+    let now = now();
+    s.replace("@NOW@", &now.to_string())
+        .replace("@EXP@", &(now + 600).to_string())
+}
+
+/// [`times`] on bytes, untouched (even when not UTF-8) without a marker.
+pub fn times_bytes(b: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !b.contains(&b'@') {
+        return std::borrow::Cow::Borrowed(b);
+    }
+    std::borrow::Cow::Owned(times(&String::from_utf8_lossy(b)).into_bytes())
+}
+
+/// True when `ROOST_FUZZ_DEBUG` is set: targets then print what each input
+/// led to (for checking that seeds reach what they are meant to).
+pub fn debug() -> bool {
+    static D: OnceLock<bool> = OnceLock::new();
+    *D.get_or_init(|| std::env::var_os("ROOST_FUZZ_DEBUG").is_some())
 }

@@ -289,6 +289,24 @@ impl Login {
         answer.id_token.ok_or(LoginError::BadTokenResponse)
     }
 
+    /// Where a sign-out form's submission continues besides roost itself
+    /// (the provider's end-session endpoint, else the return URL), as CSP
+    /// source expressions: browsers check `form-action` on every redirect
+    /// after a form is sent, so pages with the sign-out button allow them.
+    pub fn sign_out_origins(&self) -> Vec<String> {
+        let target = match self.keys.endpoints().and_then(|e| e.end_session.clone()) {
+            Some(end) => end,
+            None => self.logout_return.clone(),
+        };
+        url::Url::parse(&target)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .map(|u| u.origin().ascii_serialization())
+            .filter(|o| o != self.origin.origin())
+            .into_iter()
+            .collect()
+    }
+
     /// `POST /_roost/logout` (its form token already checked): the session
     /// cookie cleared, then (303) on to the provider's end-session endpoint
     /// when it has one (Auth0's `/v2/logout` takes `returnTo`, OIDC's

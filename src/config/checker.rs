@@ -139,7 +139,8 @@ pub(super) fn validate(raw: RawConfig, secrets: Secrets, c: &mut Checker) -> Opt
     let server = server(raw.server, c);
     let oidc = oidc(raw.oidc, c);
     let routing = routing(raw.routing, internal_listen, c);
-    let workspace = workspace(raw.workspace, c);
+    let network = default_workspace_network(deployment.as_ref().map_or("roost", |d| d.id.as_str()));
+    let workspace = workspace(raw.workspace, &network, c);
     let limits = limits(raw.limits, c);
     let session = session(raw.session, c);
     for (name, key) in [
@@ -399,7 +400,7 @@ fn routing(raw: super::raw::RawRouting, internal_listen: Option<SocketAddr>, c: 
     })
 }
 
-fn workspace(raw: super::raw::RawWorkspace, c: &mut Checker) -> Option<WorkspaceConfig> {
+fn workspace(raw: super::raw::RawWorkspace, default_network: &str, c: &mut Checker) -> Option<WorkspaceConfig> {
     let image = c.non_empty("workspace.image", raw.image, None);
     let command = c.optional("workspace.command", raw.command);
     if command.as_ref().is_some_and(|cmd| cmd.is_empty()) {
@@ -488,13 +489,13 @@ fn workspace(raw: super::raw::RawWorkspace, c: &mut Checker) -> Option<Workspace
         "published" => Ok(AddressMode::Published),
         _ => Err(format!("{s:?} is not \"network\" or \"published\"")),
     });
-    let network = c.parsed("workspace.network", raw.network, Some(DEFAULT_WORKSPACE_NETWORK), |s| {
+    let network = c.parsed("workspace.network", raw.network, Some(default_network), |s| {
         let ok = s.len() <= 64
             && s.starts_with(|ch: char| ch.is_ascii_alphanumeric())
             && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
         match s {
             "bridge" | "host" | "none" | "default" => Err(format!(
-                "{s:?} is one of Docker's own networks; workspaces need a bridge with inter-container traffic off (leave it out: roost creates {DEFAULT_WORKSPACE_NETWORK:?})"
+                "{s:?} is one of Docker's own networks; workspaces need a bridge with inter-container traffic off (leave it out: roost creates {default_network:?})"
             )),
             _ if ok => Ok(s.to_string()),
             _ => Err(format!("{s:?} is not a network name ([A-Za-z0-9][A-Za-z0-9_.-]*, at most 64)")),

@@ -22,7 +22,7 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.routing.scheme, Scheme::Https);
     assert_eq!(c.routing.entrypoints, vec!["web"]);
     assert_eq!(c.workspace.address, AddressMode::Network);
-    assert_eq!(c.workspace.network, DEFAULT_WORKSPACE_NETWORK);
+    assert_eq!(c.workspace.network, "roost-workspaces", "<deployment.id>-workspaces");
     assert!(!c.workspace.egress);
     assert_eq!(c.workspace.tmp_size, 256 * 1024 * 1024);
     assert_eq!(c.workspace.user, None);

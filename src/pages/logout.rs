@@ -42,11 +42,26 @@ pub(super) async fn page(app: &App, req: &Request<Incoming>, peer: SocketAddr) -
         token = escape(token),
     );
     let origin = app.forward_auth.origin();
-    let mut resp = html_response(StatusCode::OK, html, &page_csp(), origin.is_https());
+    let mut resp = html_response(StatusCode::OK, html, &csp(app), origin.is_https());
     if let Some(cookie) = c.set_cookie {
         resp.headers_mut().append(header::SET_COOKIE, cookie);
     }
     Ok(resp)
+}
+
+/// The CSP of a page with the sign-out button: [`page_csp`], with the
+/// provider's end-session origin allowed as a `form-action` (the button's
+/// POST is answered with a redirect there, which browsers check too).
+pub(super) fn csp(app: &App) -> String {
+    let extra: String = app
+        .login
+        .as_ref()
+        .map(|l| l.sign_out_origins())
+        .unwrap_or_default()
+        .iter()
+        .map(|o| format!(" {o}"))
+        .collect();
+    page_csp().replacen("form-action 'self'", &format!("form-action 'self'{extra}"), 1)
 }
 
 /// `POST /_roost/logout` with the form field `csrf`: the session's form

@@ -12,7 +12,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use super::{caller, escape, html_response, page_csp, to_sign_in, Caller, STYLE};
+use super::{caller, escape, html_response, to_sign_in, Caller, STYLE};
 use crate::app::App;
 use crate::error::{Body, HttpError};
 use crate::workspace::status::Status;
@@ -42,7 +42,8 @@ pub(super) async fn page(app: &App, req: Request<Incoming>, peer: SocketAddr) ->
     });
     let origin = app.forward_auth.origin();
     let html = render(&status, &logs, &origin.workspace_url(&slug), &c);
-    let mut resp = html_response(StatusCode::OK, html, &page_csp(), origin.is_https());
+    // Its sign-out button's redirect must be an allowed form target.
+    let mut resp = html_response(StatusCode::OK, html, &super::logout::csp(app), origin.is_https());
     if let Some(cookie) = c.set_cookie {
         resp.headers_mut().append(header::SET_COOKIE, cookie);
     }

@@ -6,13 +6,14 @@
 
 mod container;
 pub mod network;
+mod ready;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum, HealthStatusEnum, VolumeCreateRequest};
+use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum, VolumeCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptions, EventsOptions, InspectContainerOptions, ListContainersOptions, LogsOptions,
     RemoveContainerOptions, StartContainerOptions, StatsOptions, StopContainerOptions,
@@ -20,7 +21,6 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::future::BoxFuture;
 use futures_util::stream::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Mutex, OnceCell};
 
 use super::runtime::{
@@ -32,13 +32,6 @@ use super::spec::{
 };
 use crate::config::WorkspaceConfig;
 use container::{address, only_on};
-
-/// Readiness polling: start fast, and never overshoot readiness by more than
-/// a few tens of milliseconds.
-const PROBE_BACKOFF_START: Duration = Duration::from_millis(2);
-const PROBE_BACKOFF_MAX: Duration = Duration::from_millis(50);
-/// Log lines kept from a container that died during start.
-const FAILURE_LOG_LINES: usize = 20;
 
 pub struct DockerRuntime {
     connect: Box<dyn Fn() -> Result<Docker, BollardError> + Send + Sync>,
@@ -248,7 +241,7 @@ impl DockerRuntime {
         if checked.as_deref() == Some(config.network.as_str()) {
             return Ok(());
         }
-        network::ensure(self.client().await?, config).await?;
+        network::ensure(self.client().await?, config, &self.deployment).await?;
         *checked = Some(config.network.clone());
         Ok(())
     }
@@ -265,45 +258,6 @@ impl DockerRuntime {
             // The container, or the network it was made on, is gone.
             Err(e) if status_of(&e) == Some(404) => Err(RuntimeError::NoSuchWorkspace),
             Err(e) => Err(engine(e)),
-        }
-    }
-
-    /// Waits until the container serves: its HEALTHCHECK says healthy, or
-    /// (without one) its port answers HTTP. Fails fast when it exits.
-    async fn wait_ready(&self, id: &str, spec: &WorkspaceSpec) -> Result<(SocketAddr, u64), RuntimeError> {
-        let timeout = spec.config.start_timeout;
-        let deadline = Instant::now() + timeout;
-        let mut backoff = PROBE_BACKOFF_START;
-        loop {
-            let c = self.inspect_raw(id).await?.ok_or(RuntimeError::NoSuchWorkspace)?;
-            let state = c.state.clone().unwrap_or_default();
-            match state.status {
-                Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD) => {
-                    let logs = self.logs(id, FAILURE_LOG_LINES).await.unwrap_or_default();
-                    return Err(RuntimeError::Exited {
-                        code: state.exit_code.unwrap_or(-1),
-                        logs,
-                    });
-                }
-                Some(ContainerStateStatusEnum::RUNNING) => {
-                    if let Some(addr) = address(&c, spec) {
-                        let ready = match state.health.and_then(|h| h.status) {
-                            Some(HealthStatusEnum::HEALTHY) => true,
-                            Some(HealthStatusEnum::STARTING | HealthStatusEnum::UNHEALTHY) => false,
-                            _ => http_answers(addr).await,
-                        };
-                        if ready {
-                            return Ok((addr, created_label(&c).unwrap_or(0)));
-                        }
-                    }
-                }
-                _ => {}
-            }
-            if Instant::now() + backoff > deadline {
-                return Err(RuntimeError::StartTimeout(timeout));
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(PROBE_BACKOFF_MAX);
         }
     }
 
@@ -381,24 +335,6 @@ fn label<'a>(c: &'a ContainerInspectResponse, key: &str) -> Option<&'a str> {
 
 fn created_label(c: &ContainerInspectResponse) -> Option<u64> {
     label(c, LABEL_CREATED)?.parse().ok()
-}
-
-/// True when something at `addr` answers an HTTP request (any status).
-async fn http_answers(addr: SocketAddr) -> bool {
-    let probe = async {
-        let mut tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
-        tcp.write_all(b"GET / HTTP/1.1\r\nHost: workspace\r\nUser-Agent: roost-probe\r\nConnection: close\r\n\r\n")
-            .await
-            .ok()?;
-        let mut head = [0u8; 5];
-        tcp.read_exact(&mut head).await.ok()?;
-        (&head == b"HTTP/").then_some(())
-    };
-    tokio::time::timeout(Duration::from_millis(500), probe)
-        .await
-        .ok()
-        .flatten()
-        .is_some()
 }
 
 fn info_of(c: &ContainerInspectResponse, spec_address: Option<SocketAddr>) -> Option<ContainerInfo> {
@@ -520,14 +456,16 @@ impl Runtime for DockerRuntime {
                 Some(s) => s.map_err(engine)?,
                 None => return Ok(Stats::default()),
             };
-            let net_bytes = s
-                .networks
-                .iter()
-                .flat_map(|n| n.values())
-                .map(|n| n.rx_bytes.unwrap_or(0) + n.tx_bytes.unwrap_or(0))
-                .sum();
+            let interfaces = || s.networks.iter().flat_map(|n| n.values());
+            let sum = |field: fn(&bollard::models::ContainerNetworkStats) -> Option<u64>| {
+                interfaces()
+                    .map(|n| field(n).unwrap_or(0))
+                    .fold(0u64, u64::wrapping_add)
+            };
             Ok(Stats {
-                net_bytes,
+                rx_bytes: sum(|n| n.rx_bytes),
+                tx_bytes: sum(|n| n.tx_bytes),
+                tx_packets: sum(|n| n.tx_packets),
                 memory_bytes: s.memory_stats.and_then(|m| m.usage).unwrap_or(0),
                 cpu_nanos: s
                     .cpu_stats

@@ -99,8 +99,14 @@ pub struct Running {
 /// Resource use, from the engine's one-shot stats.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Stats {
-    /// Bytes received plus sent on all the container's interfaces.
-    pub net_bytes: u64,
+    /// Bytes received on all the container's interfaces. Neighbours'
+    /// broadcasts and multicasts (ARP, IPv6 router solicitations) land here
+    /// too, so it is no sign of use (see [`super::reaper::own_traffic`]).
+    pub rx_bytes: u64,
+    /// Bytes the container sent on all its interfaces.
+    pub tx_bytes: u64,
+    /// Frames the container sent on all its interfaces.
+    pub tx_packets: u64,
     pub memory_bytes: u64,
     /// Total CPU time used, nanoseconds.
     pub cpu_nanos: u64,

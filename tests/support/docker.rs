@@ -1,6 +1,7 @@
 //! The real Docker Engine for tests: reachability (a failure in CI, a loud
-//! skip elsewhere), the locally built echo images, and a guard that removes
-//! every container and volume a test made, also when it fails.
+//! skip elsewhere), the locally built echo and probe images, and a guard
+//! that removes every container, volume and network a test made, also when
+//! it fails.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +31,17 @@ pub async fn engine(cleanup: &Cleanup) -> Option<Arc<dyn Runtime>> {
     Some(Arc::new(DockerRuntime::from_env().scoped(&labels)))
 }
 
-/// Builds the echo images once per test binary (`scripts/build-images`).
+/// The engine as a roost of deployment `id` trusting `issuer` sees it (what
+/// `roost serve` builds from its config).
+pub async fn engine_for(cleanup: &Cleanup, id: &str, issuer: &str) -> Option<Arc<dyn Runtime>> {
+    engine(cleanup).await?;
+    let labels = std::collections::BTreeMap::from([("roost-test.run".to_string(), cleanup.id.clone())]);
+    Some(Arc::new(
+        DockerRuntime::from_env().scoped(&labels).for_deployment(id, issuer),
+    ))
+}
+
+/// Builds the echo and probe images once per test binary (`scripts/build-images`).
 fn build_images() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
@@ -42,7 +53,8 @@ fn build_images() {
     });
 }
 
-/// Labels every container and volume of one test; removes them all on drop.
+/// Labels every container, volume and network of one test; removes them all
+/// on drop.
 pub struct Cleanup {
     pub id: String,
 }
@@ -54,9 +66,20 @@ impl Cleanup {
         Cleanup { id }
     }
 
-    /// The `[workspace]` line that labels what roost creates for this test.
+    /// The `[workspace]` lines that scope what roost creates to this test:
+    /// its label, and a workspace network of its own (so parallel tests
+    /// never share one, and the guard removes it).
     pub fn labels_toml(&self) -> String {
-        format!("labels = {{ \"roost-test.run\" = \"{}\" }}", self.id)
+        format!(
+            "labels = {{ \"roost-test.run\" = \"{}\" }}\nnetwork = \"{}\"",
+            self.id,
+            self.network()
+        )
+    }
+
+    /// The test's `workspace.network`.
+    pub fn network(&self) -> String {
+        format!("roost-test-{}", self.id)
     }
 
     pub fn filter(&self) -> String {
@@ -76,6 +99,10 @@ impl Cleanup {
     pub fn volumes(&self) -> Vec<String> {
         docker_lines(&["volume", "ls", "-q", "--filter", &self.filter()])
     }
+
+    pub fn networks(&self) -> Vec<String> {
+        docker_lines(&["network", "ls", "-q", "--filter", &self.filter()])
+    }
 }
 
 impl Drop for Cleanup {
@@ -90,6 +117,10 @@ impl Drop for Cleanup {
                 .args(["volume", "rm", "-f"])
                 .args(&volumes)
                 .output();
+        }
+        let networks = self.networks();
+        if !networks.is_empty() {
+            let _ = Command::new("docker").args(["network", "rm"]).args(&networks).output();
         }
     }
 }

@@ -94,6 +94,18 @@ impl Jar {
         reply
     }
 
+    /// Signs out as a browser does: `GET /_roost/logout` on `base` (the
+    /// page with the "Sign out" button), then the button's form POST with
+    /// the page's form token. Returns the POST's reply.
+    pub async fn sign_out(&mut self, base: &str) -> Reply {
+        let url = format!("{base}/_roost/logout");
+        let page = self.get(&url).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let token = form_token(&page.body).unwrap_or_else(|| panic!("no sign-out form: {}", page.body));
+        let form = format!("csrf={}", super::http::urlencode(&token));
+        self.post_form(&url, &form, &[]).await
+    }
+
     /// Follows redirects from `url` until an answer that is not one (at
     /// most 10); returns it and the URL it came from.
     pub async fn follow(&mut self, url: &str) -> (Reply, String) {
@@ -109,4 +121,11 @@ impl Jar {
         }
         panic!("too many redirects from {url}");
     }
+}
+
+/// The value of a page's hidden `csrf` form field (roost writes it as
+/// `name="csrf" value="…"`; the token is URL-safe base64, never escaped).
+pub fn form_token(html: &str) -> Option<String> {
+    let rest = &html[html.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len()..];
+    Some(rest[..rest.find('"')?].to_string())
 }

@@ -22,7 +22,7 @@ use bollard::Docker;
 use sha2::{Digest, Sha256};
 
 use super::super::runtime::RuntimeError;
-use super::super::spec::LABEL_MANAGED;
+use super::super::spec::{LABEL_DEPLOYMENT, LABEL_MANAGED};
 use super::{engine, status_of};
 use crate::config::WorkspaceConfig;
 
@@ -95,10 +95,11 @@ async fn inspect(docker: &Docker, name: &str) -> Result<Option<NetworkInspect>, 
     }
 }
 
-/// The request that creates `workspace.network`.
-pub fn create_request(config: &WorkspaceConfig) -> NetworkCreateRequest {
+/// The request that creates `workspace.network` for a deployment.
+pub fn create_request(config: &WorkspaceConfig, deployment: &str) -> NetworkCreateRequest {
     let mut labels: HashMap<String, String> = config.labels.clone().into_iter().collect();
     labels.insert(LABEL_MANAGED.into(), "true".into());
+    labels.insert(LABEL_DEPLOYMENT.into(), deployment.into());
     NetworkCreateRequest {
         name: config.network.clone(),
         driver: Some("bridge".into()),
@@ -115,11 +116,11 @@ pub fn create_request(config: &WorkspaceConfig) -> NetworkCreateRequest {
 
 /// Makes sure `workspace.network` exists and keeps workspaces apart:
 /// creates it when missing, checks it when present.
-pub async fn ensure(docker: &Docker, config: &WorkspaceConfig) -> Result<(), RuntimeError> {
+pub async fn ensure(docker: &Docker, config: &WorkspaceConfig, deployment: &str) -> Result<(), RuntimeError> {
     let name = &config.network;
     let net = match inspect(docker, name).await? {
         Some(net) => net,
-        None => match docker.create_network(create_request(config)).await {
+        None => match docker.create_network(create_request(config, deployment)).await {
             Ok(_) => {
                 tracing::info!(network = %name, bridge = %bridge_name(name), egress = config.egress, "created the workspace network");
                 return Ok(());
@@ -206,10 +207,13 @@ mod tests {
         .unwrap()
         .workspace;
         for egress in [false, true] {
-            let req = create_request(&WorkspaceConfig {
-                egress,
-                ..config.clone()
-            });
+            let req = create_request(
+                &WorkspaceConfig {
+                    egress,
+                    ..config.clone()
+                },
+                "roost",
+            );
             let made = NetworkInspect {
                 driver: req.driver.clone(),
                 internal: req.internal,
@@ -218,7 +222,9 @@ mod tests {
                 ..Default::default()
             };
             assert_eq!(unsafe_because(&made, egress), None);
-            assert_eq!(req.labels.unwrap()[LABEL_MANAGED], "true");
+            let labels = req.labels.unwrap();
+            assert_eq!(labels[LABEL_MANAGED], "true");
+            assert_eq!(labels[LABEL_DEPLOYMENT], "roost");
         }
     }
 }

