@@ -120,8 +120,19 @@ impl Registry {
             () = self.stop.cancelled() => {}
         }
         if why == Retire::Idle && entry.last_active.load(Ordering::Relaxed) > drained_at || self.stop.is_cancelled() {
-            // Used again while draining (or roost is stopping): keep it.
-            self.set_phase(entry, Phase::Ready(addr));
+            // Used again while draining (or roost is stopping): keep it,
+            // if its container still runs (an engine event that came
+            // during the drain was ignored: the entry was busy).
+            let alive = match self.runtime.inspect(&entry.slug).await {
+                Ok(Some(info)) => {
+                    info.state == super::runtime::ContainerState::Running
+                        && entry.container().is_some_and(|(id, _)| id == info.id)
+                }
+                Ok(None) => false,
+                // The engine did not answer: keep what we knew.
+                Err(_) => true,
+            };
+            self.set_phase(entry, if alive { Phase::Ready(addr) } else { Phase::Stopped });
             self.update_running_gauge();
             entry.busy.store(false, Ordering::Release);
             return Ok(());
@@ -198,7 +209,7 @@ impl Registry {
                 continue;
             };
             let now = own_traffic(&stats);
-            let before = entry.net_bytes.lock().ok().and_then(|mut last| last.replace(now));
+            let before = entry.own_traffic.lock().ok().and_then(|mut last| last.replace(now));
             let Some(before) = before else {
                 continue; // the first sample since it became ready
             };

@@ -64,8 +64,9 @@ pub struct Entry {
     pub(super) busy: AtomicBool,
     /// Milliseconds since the registry's epoch.
     pub(super) last_active: AtomicU64,
-    /// The container's network byte count at the last sample.
-    pub(super) net_bytes: Mutex<Option<u64>>,
+    /// What the workspace itself had sent at the last sample (see
+    /// `reaper::own_traffic`): neighbours' broadcasts never move it.
+    pub(super) own_traffic: Mutex<Option<u64>>,
     /// When it last became ready (milliseconds since the registry's epoch).
     pub(super) ready_since: AtomicU64,
     /// When its last start failed (milliseconds since the registry's epoch).
@@ -84,7 +85,7 @@ impl Entry {
             phase: watch::Sender::new(Phase::Stopped),
             busy: AtomicBool::new(false),
             last_active: AtomicU64::new(0),
-            net_bytes: Mutex::new(None),
+            own_traffic: Mutex::new(None),
             ready_since: AtomicU64::new(0),
             failed_at: AtomicU64::new(0),
             container: Mutex::new(None),
@@ -343,7 +344,7 @@ impl Registry {
         match result {
             Ok(running) => {
                 entry.set_container(Some((running.id.clone(), running.created)));
-                if let Ok(mut bytes) = entry.net_bytes.lock() {
+                if let Ok(mut bytes) = entry.own_traffic.lock() {
                     *bytes = None;
                 }
                 self.touch(entry);
