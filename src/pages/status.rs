@@ -145,14 +145,7 @@ pub(super) async fn action(app: &App, req: Request<Incoming>, peer: SocketAddr) 
         .clone()
         .ok_or(HttpError::Forbidden("forms need a browser session"))?;
     let action = req.uri().path().trim_start_matches("/_roost/").to_string();
-    let body = read_form(req).await?;
-    let sent = url::form_urlencoded::parse(&body)
-        .find(|(k, _)| k == "csrf")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
-    if !same(sent.as_bytes(), expected.as_bytes()) {
-        return Err(HttpError::Forbidden("stale or missing form token; reload the page"));
-    }
+    check_form_token(req, &expected).await?;
     super::api::perform(app, &c, &action).await?;
     let mut resp = crate::auth::login::redirect(StatusCode::SEE_OTHER, &app.forward_auth.origin().url("/_roost/"));
     if let Some(cookie) = c.set_cookie {
@@ -161,7 +154,22 @@ pub(super) async fn action(app: &App, req: Request<Incoming>, peer: SocketAddr) 
     Ok(resp)
 }
 
-pub(super) async fn read_form(req: Request<Incoming>) -> Result<Bytes, HttpError> {
+/// Reads a posted form and checks its `csrf` field against the session's
+/// form token (constant time): every form of roost's pages carries it.
+pub(super) async fn check_form_token(req: Request<Incoming>, expected: &str) -> Result<(), HttpError> {
+    let body = read_form(req).await?;
+    let sent = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    if same(sent.as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(HttpError::Forbidden("stale or missing form token; reload the page"))
+    }
+}
+
+async fn read_form(req: Request<Incoming>) -> Result<Bytes, HttpError> {
     let form = req
         .headers()
         .get(header::CONTENT_TYPE)

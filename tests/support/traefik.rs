@@ -52,6 +52,12 @@ impl Traefik {
             config.contains(&web) && config.contains(roost_url),
             "traefik.yml changed shape:\n{config}"
         );
+        Some(Self::run(&bin, &config, web, api).await)
+    }
+
+    /// Runs Traefik with this static `config` (whose `web` and `traefik`
+    /// entrypoints are `web` and `api`) and waits for its API.
+    pub async fn run(bin: &std::path::Path, config: &str, web: String, api: String) -> Traefik {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("traefik.yml");
         std::fs::write(&path, config).unwrap();
@@ -84,7 +90,7 @@ impl Traefik {
             traefik.has_router("roost-fallback").await.then_some(())
         })
         .await;
-        Some(traefik)
+        traefik
     }
 
     /// True once Traefik has router `name` (from roost's provider) enabled.
