@@ -41,6 +41,8 @@ pub fn normalize(raw: &str) -> Option<Cow<'_, str>> {
         && !host.starts_with('.')
         && !host.contains("..")
         && !looks_numeric(host)
+        && !host.starts_with("xn--")
+        && !host.contains(".xn--")
     {
         return Some(Cow::Borrowed(host));
     }
@@ -62,12 +64,17 @@ fn is_port(s: &str) -> bool {
     !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// True when the last label is numeric: the WHATWG parser reads such a
-/// name as an IPv4 address (`0x7f.1`, `2130706433`), so it takes the slow
-/// path to be canonicalised.
+/// True when the last label is a number (decimal, or `0x` and hex digits,
+/// WHATWG's "ends in a number"): the WHATWG parser reads such a name as an
+/// IPv4 address (`0x7f.1`, `2130706433`, `0x`), so it takes the slow path
+/// to be canonicalised. Punycode labels (`xn--`) take it too, to be
+/// validated.
 fn looks_numeric(host: &str) -> bool {
     let last = host.rsplit('.').next().unwrap_or(host);
-    last.bytes().all(|b| b.is_ascii_digit())
+    match last.strip_prefix("0x") {
+        Some(hex) => hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => last.bytes().all(|b| b.is_ascii_digit()),
+    }
 }
 
 #[cfg(test)]
@@ -102,6 +109,8 @@ mod tests {
         assert_eq!(n("127.0.0.1:8080").as_deref(), Some("127.0.0.1"));
         assert_eq!(n("0x7f.1").as_deref(), Some("127.0.0.1"));
         assert_eq!(n("2130706433").as_deref(), Some("127.0.0.1"));
+        assert_eq!(n("0x7f.0x1").as_deref(), Some("127.0.0.1"));
+        assert_eq!(n("0x").as_deref(), Some("0.0.0.0"));
         assert_eq!(n("[::1]:80").as_deref(), Some("[::1]"));
         assert_eq!(n("[0:0::1]").as_deref(), Some("[::1]"));
     }
@@ -123,6 +132,9 @@ mod tests {
             "user@ws.example.com",
             "ws.example.com/path",
             "ws example.com",
+            // Invalid punycode, however it is cased.
+            "xn--licice-1na.ws.roost.test",
+            "XN--LICICE-1NA.WS.ROOST.TEST",
         ] {
             assert_eq!(n(bad), None, "{bad:?}");
         }

@@ -9,6 +9,9 @@ use serde_json::{Map, Value};
 use super::AuthError;
 use crate::slug::{legacy_slug_for, slug_for};
 
+/// Longest `sub`, username claim or email roost accepts.
+pub const MAX_CLAIM_LEN: usize = 320;
+
 /// A verified user. Cached per token, shared by `Arc`.
 #[derive(Debug)]
 pub struct Identity {
@@ -64,6 +67,12 @@ impl Identity {
 
     /// An identity from its parts (a browser session carries them).
     pub fn new(sub: &str, username: &str, email: Option<String>, admin: bool, exp: u64) -> Result<Identity, AuthError> {
+        // Bounded so a session cookie always fits what browsers keep (no
+        // provider issues longer ones: Auth0's are under 100 bytes).
+        if sub.len() > MAX_CLAIM_LEN || username.len() > MAX_CLAIM_LEN {
+            return Err(AuthError::Claims("sub or username claim too long"));
+        }
+        let email = email.filter(|e| e.len() <= MAX_CLAIM_LEN);
         let user_header = HeaderValue::from_str(sub).map_err(|_| AuthError::Claims("sub not a header value"))?;
         let email_header = email
             .as_deref()

@@ -176,6 +176,13 @@ impl Sessions {
         if now.saturating_sub(session.signed_in) >= self.max_age.as_secs() {
             return Err(AuthError::Session("past max_age"));
         }
+        // roost seals only sessions signed in by now; one from the future
+        // (or expiring past max_age) is not one of its own.
+        if session.signed_in > now.saturating_add(60)
+            || session.expires > session.signed_in.saturating_add(self.max_age.as_secs())
+        {
+            return Err(AuthError::Session("impossible times"));
+        }
         let refresh = old_key || session.expires.saturating_sub(now) < self.lifetime.as_secs() / 2;
         Ok(Opened { session, refresh })
     }
@@ -184,7 +191,9 @@ impl Sessions {
     /// `max_age` after sign-in.
     pub fn renew(&self, session: &Session) -> HeaderValue {
         let mut s = session.clone();
-        s.expires = (now_secs() + self.lifetime.as_secs()).min(s.signed_in + self.max_age.as_secs());
+        s.expires = now_secs()
+            .saturating_add(self.lifetime.as_secs())
+            .min(s.signed_in.saturating_add(self.max_age.as_secs()));
         self.set_cookie(&s)
     }
 
@@ -289,6 +298,25 @@ mod tests {
         assert!(s.open(&value(&s.set_cookie(&too_old))).is_err());
         assert!(s.open("").is_err());
         assert!(s.open(&"A".repeat(5000)).is_err());
+    }
+
+    #[test]
+    fn impossible_times_are_refused_and_renewal_never_overflows() {
+        // Found by fuzz/session_cookie: a sealed session signed in at the
+        // end of time passed max_age and overflowed its renewal.
+        let s = sessions(K1, None);
+        let session = s.start("alice", "alice", None, false);
+        let future = Session {
+            signed_in: u64::MAX,
+            ..session.clone()
+        };
+        assert!(s.open(&value(&s.set_cookie(&future))).is_err());
+        let _ = s.renew(&future);
+        let beyond_max_age = Session {
+            expires: session.signed_in + 8 * 86400,
+            ..session
+        };
+        assert!(s.open(&value(&s.set_cookie(&beyond_max_age))).is_err());
     }
 
     #[test]
