@@ -38,8 +38,7 @@ pub fn normalize(raw: &str) -> Option<Cow<'_, str>> {
     if host
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && !host.starts_with('.')
-        && !host.contains("..")
+        && is_dns_name(host)
         && !looks_numeric(host)
         && !host.starts_with("xn--")
         && !host.contains(".xn--")
@@ -50,14 +49,27 @@ pub fn normalize(raw: &str) -> Option<Cow<'_, str>> {
     // reads it: IDNA mapping (upper case, full-width forms, Unicode →
     // punycode) and IPv4 in any of its spellings.
     match url::Host::parse(host).ok()? {
+        // Only DNS names (letters, digits, '-'; labels of 1 to 63, at most
+        // 253 in all) are hosts roost can serve: what IDNA maps to anything
+        // else is no host (and normalising stays idempotent).
         url::Host::Domain(d) => {
             let d = d.strip_suffix('.').unwrap_or(&d);
-            (!d.is_empty() && !d.starts_with('.') && !d.ends_with('.') && !d.contains(".."))
-                .then(|| Cow::Owned(d.to_string()))
+            is_dns_name(d).then(|| Cow::Owned(d.to_string()))
         }
         url::Host::Ipv4(ip) => Some(Cow::Owned(ip.to_string())),
         url::Host::Ipv6(ip) => Some(Cow::Owned(format!("[{ip}]"))),
     }
+}
+
+/// Lower-case letters, digits and '-', in labels of 1 to 63, at most 253 in all.
+fn is_dns_name(host: &str) -> bool {
+    host.len() <= 253
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
 }
 
 fn is_port(s: &str) -> bool {
@@ -135,6 +147,9 @@ mod tests {
             // Invalid punycode, however it is cased.
             "xn--licice-1na.ws.roost.test",
             "XN--LICICE-1NA.WS.ROOST.TEST",
+            // What IDNA maps to something other than a DNS name.
+            "e'ļ.example",
+            &"a".repeat(64),
         ] {
             assert_eq!(n(bad), None, "{bad:?}");
         }
