@@ -84,7 +84,22 @@ fuzz_target!(|data: &[u8]| {
         .iter()
         .find(|(_, _, removal)| !removal)
         .expect("the new state cookie");
-    let (json, _) = sessions.unseal(name, value).expect("roost opens its own state cookie");
+    let Some((json, _)) = sessions.unseal(name, value) else {
+        // KNOWN FINDING (reported; reproducer fuzz/artifacts/callback_query/):
+        // `start` keeps any safe `rd` up to 4096 bytes, but `unseal` refuses
+        // values over 2048, so an `rd` over ~1330 bytes makes a state cookie
+        // the callback can never open (sign-in from a long deep link fails).
+        // Tolerated here; delete this arm once start bounds what it seals.
+        if roost_fuzz::debug() {
+            eprintln!("callback_query: state cookie of {} bytes does not open", value.len());
+        }
+        assert!(
+            value.len() > 2048,
+            "roost cannot open its own state cookie ({} bytes)",
+            value.len()
+        );
+        return;
+    };
     let pending: serde_json::Value = serde_json::from_str(&json).expect("state JSON");
     if let Some(r) = pending.get("r") {
         let r = r.as_str().expect("rd is a string");

@@ -81,7 +81,13 @@ fuzz_target!(|data: &[u8]| {
         );
         assert_eq!(uri.scheme_str(), Some(*scheme));
     }
-    // Normalised once and for all.
+    // Bounded after normalisation (roost::public_url::MAX_REDIRECT_LEN), and
+    // normalised once and for all.
+    assert!(
+        url.len() <= roost::public_url::MAX_REDIRECT_LEN,
+        "{target:?} -> {} bytes",
+        url.len()
+    );
     assert_eq!(
         origin.safe_redirect(&url).as_deref(),
         Some(url.as_str()),

@@ -108,14 +108,6 @@ fuzz_target!(|data: &[u8]| {
     match sessions.open(value) {
         Ok(opened) => assert!(!opened.session.sub.is_empty()),
         Err(AuthError::Session("expired" | "past max_age")) => {}
-        // KNOWN FINDING (reported; reproducer fuzz/artifacts/state_cookie/):
-        // sign-in seals whatever the ID token says (`sub` twice when it is the
-        // username claim, the email) without a size bound, and `unseal`
-        // refuses values over 2048 bytes: a `sub` of ~700 characters signs in
-        // into a session that never opens (a sign-in loop). Tolerated here so
-        // the rest keeps being fuzzed; delete this arm once the callback
-        // refuses (or bounds) oversized sessions.
-        Err(AuthError::Session("not authentic")) if value.len() > 2048 => {}
         Err(e) => panic!(
             "roost cannot open the session it set at sign-in ({} bytes): {e}",
             value.len()

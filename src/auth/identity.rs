@@ -9,8 +9,10 @@ use serde_json::{Map, Value};
 use super::AuthError;
 use crate::slug::{legacy_slug_for, slug_for};
 
-/// Longest `sub`, username claim or email roost accepts.
-pub const MAX_CLAIM_LEN: usize = 320;
+/// Longest `sub`, username claim or email roost accepts (bytes; each
+/// JSON-escaped at worst to twice that, three of them still seal into a
+/// session cookie of under 2 KiB, what `Sessions::unseal` takes).
+pub const MAX_CLAIM_LEN: usize = 200;
 
 /// A verified user. Cached per token, shared by `Arc`.
 #[derive(Debug)]
@@ -69,10 +71,11 @@ impl Identity {
     pub fn new(sub: &str, username: &str, email: Option<String>, admin: bool, exp: u64) -> Result<Identity, AuthError> {
         // Bounded so a session cookie always fits what browsers keep (no
         // provider issues longer ones: Auth0's are under 100 bytes).
-        if sub.len() > MAX_CLAIM_LEN || username.len() > MAX_CLAIM_LEN {
-            return Err(AuthError::Claims("sub or username claim too long"));
+        let fits = |v: &str| v.len() <= MAX_CLAIM_LEN && !v.chars().any(char::is_control);
+        if !fits(sub) || !fits(username) {
+            return Err(AuthError::Claims("sub or username claim too long or not text"));
         }
-        let email = email.filter(|e| e.len() <= MAX_CLAIM_LEN);
+        let email = email.filter(|e| fits(e));
         let user_header = HeaderValue::from_str(sub).map_err(|_| AuthError::Claims("sub not a header value"))?;
         let email_header = email
             .as_deref()
