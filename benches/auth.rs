@@ -19,6 +19,7 @@ use roost::app::App;
 use roost::auth::{FetchError, KeyFetcher};
 use roost::config::{Config, Secrets};
 use roost::forward_auth::AuthRequest;
+use roost::workspace::memory::MemoryRuntime;
 use serde_json::json;
 
 const ISSUER: &str = "https://tenant.example.auth0.com/";
@@ -89,7 +90,9 @@ authenticated_per_user = "100000000/s"
     let fetcher = Arc::new(StaticFetcher {
         jwks: Bytes::from(json!({ "keys": [jwk] }).to_string()),
     });
-    let app = App::new(config, fetcher, None);
+    // Containers in memory: the benchmark measures roost, not an engine.
+    let runtime = Arc::new(MemoryRuntime::new(([127, 0, 0, 1], 9).into()));
+    let app = App::new(config, fetcher, runtime);
     rt.block_on(app.keys.refresh()).unwrap();
     app
 }
@@ -170,8 +173,9 @@ fn route_table(c: &mut Criterion) {
     g.bench_function("render_10k_workspaces", |b| {
         b.iter(|| roost::traefik::render(&routing, black_box(&ready)))
     });
+    let (_rt, app) = setup();
     let table = roost::traefik::RouteTable::new(routing.clone());
-    g.bench_function("poll_from_memory", |b| b.iter(|| table.current(None)));
+    g.bench_function("poll_from_memory", |b| b.iter(|| table.current(&app.workspaces)));
     g.finish();
 }
 

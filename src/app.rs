@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{KeyFetcher, KeyStore, Login, Sessions, Verifier};
+use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::forward_auth::ForwardAuth;
 use crate::limits::Limits;
@@ -20,7 +21,7 @@ use crate::public_url::PublicOrigin;
 use crate::traefik::RouteTable;
 use crate::workspace::registry::Registry;
 use crate::workspace::runtime::Runtime;
-use crate::workspace::{events, reaper, AlwaysReady, ReadinessGate};
+use crate::workspace::{events, reaper, ReadinessGate};
 
 /// Everything a request handler can reach.
 pub struct App {
@@ -32,29 +33,30 @@ pub struct App {
     pub forward_auth: ForwardAuth,
     /// Browser sign-in, when `oidc.client_id` is set.
     pub login: Option<Login>,
-    /// The workspaces, when a container runtime is configured.
-    pub workspaces: Option<Arc<Registry>>,
+    /// The workspaces.
+    pub workspaces: Arc<Registry>,
     /// What `GET /traefik` serves.
     pub routes: RouteTable,
     pub proxy: Proxy,
 }
 
 impl App {
-    /// Builds the components; nothing runs until [`run`]. Without a
-    /// `runtime`, every workspace counts as ready (roost as a pure
-    /// authenticator, used by tests of the auth layer and benchmarks).
-    pub fn new(config: Config, fetcher: Arc<dyn KeyFetcher>, runtime: Option<Arc<dyn Runtime>>) -> Arc<App> {
+    /// Builds the components; nothing runs until [`run`].
+    pub fn new(config: Config, fetcher: Arc<dyn KeyFetcher>, runtime: Arc<dyn Runtime>) -> Arc<App> {
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::new());
         let keys = Arc::new(KeyStore::new(&config.oidc, fetcher.clone(), metrics.clone()));
         let verifier = Arc::new(Verifier::new(&config.oidc, keys.clone(), metrics.clone()));
         let limits = Arc::new(Limits::new(&config.limits));
         let scope = (config.deployment.id.as_str(), config.oidc.issuer.as_str());
-        let workspaces = runtime.map(|rt| Registry::new(rt, config.workspace.clone(), scope, metrics.clone()));
-        let gate: Arc<dyn ReadinessGate> = match &workspaces {
-            Some(registry) => Arc::new(registry.clone()),
-            None => Arc::new(AlwaysReady),
-        };
+        let workspaces = Registry::new(
+            runtime,
+            config.workspace.clone(),
+            scope,
+            metrics.clone(),
+            Arc::new(SystemClock),
+        );
+        let gate: Arc<dyn ReadinessGate> = Arc::new(workspaces.clone());
         let origin = PublicOrigin::new(&config.routing);
         let sessions = Sessions::new(&config.secrets, &config.session, &origin).map(Arc::new);
         let login = sessions.as_ref().and_then(|s| {
@@ -107,10 +109,8 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
     let mut background = JoinSet::new();
     background.spawn(app.keys.clone().run_refresher(stop.child_token()));
     background.spawn(app.limits.clone().run_janitor(stop.child_token()));
-    if let Some(registry) = &app.workspaces {
-        background.spawn(events::follow(registry.clone(), stop.child_token()));
-        background.spawn(reaper::run(registry.clone(), stop.child_token()));
-    }
+    background.spawn(events::follow(app.workspaces.clone(), stop.child_token()));
+    background.spawn(reaper::run(app.workspaces.clone(), stop.child_token()));
     // The listeners run as tasks on the runtime's workers, like the
     // connections they spawn: no cross-thread wake-up per connection.
     use crate::server::{serve, Listener};
@@ -132,8 +132,6 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
     stop.cancel();
     app.proxy.shutdown().await;
     while background.join_next().await.is_some() {}
-    if let Some(registry) = &app.workspaces {
-        registry.shutdown().await;
-    }
+    app.workspaces.shutdown().await;
     result
 }

@@ -77,8 +77,6 @@ pub struct Secrets {
     /// `ROOST_COOKIE_KEY_PREVIOUS`: the key before the last rotation; its
     /// cookies are still accepted (and re-sealed with the current key).
     pub cookie_key_previous: Option<Secret>,
-    /// `ROOST_REDIS_URL`: shared soft state across replicas.
-    pub redis_url: Option<Secret>,
 }
 
 impl Secrets {
@@ -89,7 +87,6 @@ impl Secrets {
             oidc_client_secret: get("ROOST_OIDC_CLIENT_SECRET"),
             cookie_key: get("ROOST_COOKIE_KEY"),
             cookie_key_previous: get("ROOST_COOKIE_KEY_PREVIOUS"),
-            redis_url: get("ROOST_REDIS_URL"),
         }
     }
 }

@@ -53,9 +53,7 @@ impl HttpError {
             HttpError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
             HttpError::RateLimited(..) => StatusCode::TOO_MANY_REQUESTS,
-            HttpError::Runtime(RuntimeError::NotOwner | RuntimeError::StartFailed("not_owner")) => {
-                StatusCode::FORBIDDEN
-            }
+            HttpError::Runtime(e) if e.is_not_owner() => StatusCode::FORBIDDEN,
             HttpError::Runtime(RuntimeError::NoSuchWorkspace) => StatusCode::NOT_FOUND,
             HttpError::Runtime(_) | HttpError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::NotFound => StatusCode::NOT_FOUND,
@@ -82,14 +80,10 @@ impl HttpError {
             HttpError::RateLimited(..) => "too many requests",
             HttpError::Runtime(RuntimeError::AtCapacity(..)) => "no capacity for your workspace right now",
             HttpError::Runtime(RuntimeError::NotReady { .. }) => "your workspace is starting",
-            HttpError::Runtime(RuntimeError::NotOwner | RuntimeError::StartFailed("not_owner")) => {
-                "this workspace belongs to another account"
+            HttpError::Runtime(e) if e.is_not_owner() => "this workspace belongs to another account",
+            HttpError::Runtime(e) if e.is_permanent() => {
+                "your workspace cannot be created: roost's configuration needs fixing; please tell your operator"
             }
-            HttpError::Runtime(
-                RuntimeError::NameTaken(_)
-                | RuntimeError::UnsafeNetwork(_)
-                | RuntimeError::StartFailed("name_taken" | "unsafe_network"),
-            ) => "your workspace cannot be created: roost's configuration needs fixing; please tell your operator",
             HttpError::Runtime(RuntimeError::NoSuchWorkspace) => "no such workspace",
             HttpError::Runtime(RuntimeError::ShuttingDown) => "roost is restarting",
             HttpError::Runtime(_) => "your workspace could not start",
@@ -118,15 +112,10 @@ impl HttpError {
             HttpError::Runtime(RuntimeError::AtCapacity(_, retry_after) | RuntimeError::NotReady { retry_after }) => {
                 Some(*retry_after)
             }
-            HttpError::Runtime(
-                RuntimeError::NotOwner | RuntimeError::StartFailed("not_owner") | RuntimeError::NoSuchWorkspace,
-            ) => None,
+            HttpError::Runtime(RuntimeError::NoSuchWorkspace) => None,
+            HttpError::Runtime(e) if e.is_not_owner() => None,
             // A configuration problem: retrying soon cannot help.
-            HttpError::Runtime(
-                RuntimeError::NameTaken(_)
-                | RuntimeError::UnsafeNetwork(_)
-                | RuntimeError::StartFailed("name_taken" | "unsafe_network"),
-            ) => Some(Duration::from_secs(300)),
+            HttpError::Runtime(e) if e.is_permanent() => Some(Duration::from_secs(300)),
             HttpError::Runtime(_) => Some(Duration::from_secs(5)),
             HttpError::NotReady(_) => Some(Duration::from_secs(1)),
             HttpError::Login(LoginError::NotDiscovered | LoginError::Exchange(_) | LoginError::BadTokenResponse) => {

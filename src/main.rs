@@ -87,7 +87,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .scoped(&config.workspace.labels)
             .for_deployment(&config.deployment.id, &config.oidc.issuer),
     );
-    let app = roost::app::App::new(config, fetcher, Some(runtime));
+    let app = roost::app::App::new(config, fetcher, runtime);
     let bind = |addr| async move {
         tokio::net::TcpListener::bind(addr)
             .await

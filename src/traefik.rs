@@ -168,10 +168,7 @@ impl RouteTable {
     }
 
     /// The current table: from memory unless the workspaces changed.
-    pub fn current(&self, registry: Option<&Registry>) -> Bytes {
-        let Some(registry) = registry else {
-            return self.cached.load().1.clone();
-        };
+    pub fn current(&self, registry: &Registry) -> Bytes {
         let version = registry.routes_version();
         let cached = self.cached.load();
         if cached.0 == version {

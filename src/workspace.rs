@@ -4,6 +4,7 @@
 //! - [`spec`]: names, labels, environment and config hash of a container.
 //! - [`runtime`]: the [`runtime::Runtime`] trait the engine sits behind.
 //! - [`docker`]: the Docker Engine implementation (bollard).
+//! - [`memory`]: an in-memory implementation for tests and benchmarks.
 //! - [`registry`]: soft state, single-flight ensure, admission, retirement.
 //! - [`events`]: following the engine's event stream, with reconciliation.
 //! - [`reaper`]: idle culling and maximum lifetime.
@@ -12,6 +13,7 @@
 
 pub mod docker;
 pub mod events;
+pub mod memory;
 pub mod reaper;
 pub mod registry;
 pub mod runtime;
@@ -19,6 +21,7 @@ pub mod spec;
 pub mod status;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -26,6 +29,7 @@ use futures_util::future::BoxFuture;
 pub use runtime::RuntimeError;
 
 use crate::auth::Identity;
+use registry::Registry;
 
 /// The hot-path answer about a workspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,36 +56,38 @@ pub trait ReadinessGate: Send + Sync + 'static {
         wait: Duration,
     ) -> BoxFuture<'a, Result<SocketAddr, RuntimeError>>;
 
-    /// Where a ready workspace answers.
-    fn address(&self, workspace: &str) -> Option<SocketAddr>;
-
     /// How long `/auth` waits for a starting workspace.
     fn auth_wait(&self) -> Duration;
 }
 
-/// A gate for roost without a container runtime (tests of the auth layer,
-/// benchmarks): every workspace is ready.
-pub struct AlwaysReady;
-
-impl ReadinessGate for AlwaysReady {
-    fn check(&self, _caller: &Identity, _workspace: &str) -> Gate {
-        Gate::Ready(None)
+impl ReadinessGate for Arc<Registry> {
+    fn check(&self, caller: &Identity, workspace: &str) -> Gate {
+        let Some(entry) = self.get(workspace) else {
+            return Gate::Pending;
+        };
+        let Some(addr) = entry.phase().address() else {
+            return Gate::Pending;
+        };
+        match entry.owner().as_deref() {
+            Some(owner) if caller.may_use(owner) => {
+                self.touch(&entry);
+                Gate::Ready(Some(addr))
+            }
+            Some(_) => Gate::Forbidden,
+            None => Gate::Pending,
+        }
     }
 
     fn ensure_ready<'a>(
         &'a self,
-        _caller: &'a Identity,
-        _workspace: &'a str,
-        _wait: Duration,
+        caller: &'a Identity,
+        workspace: &'a str,
+        wait: Duration,
     ) -> BoxFuture<'a, Result<SocketAddr, RuntimeError>> {
-        Box::pin(async { Err(RuntimeError::NoSuchWorkspace) })
-    }
-
-    fn address(&self, _workspace: &str) -> Option<SocketAddr> {
-        None
+        Box::pin(Registry::ensure_ready(self, caller, workspace, wait))
     }
 
     fn auth_wait(&self) -> Duration {
-        Duration::ZERO
+        self.config().auth_wait
     }
 }

@@ -55,6 +55,11 @@ async fn admin_permission_passes_any_workspace() {
     let mut claims = auth0_claims(&issuer.url, AUDIENCE, "carol");
     claims["permissions"] = json!(["read:workspace", "roost:admin"]);
     let admin = sign("k1", Some("k1"), &claims);
+    // Nobody's workspace yet: an admin cannot conjure one up.
+    let r = roost.auth(&workspace_host("alice"), Some(&admin)).await;
+    assert_eq!(r.status, 404);
+    let alice = sign("k1", Some("k1"), &auth0_claims(&issuer.url, AUDIENCE, "alice"));
+    assert_eq!(roost.auth(&workspace_host("alice"), Some(&alice)).await.status, 200);
     let r = roost.auth(&workspace_host("alice"), Some(&admin)).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-roost-user"), Some("carol"));

@@ -70,7 +70,7 @@ async fn idle_workspaces_stop_among_restarting_neighbours_while_a_live_websocket
         .replace("roost-echo:test", "roost-echo:nohealth");
     let roost = TestRoost::start_with(&config, Some(w.runtime.clone())).await;
     roost.wait_ready().await;
-    let registry = roost.app.workspaces.clone().expect("a registry");
+    let registry = roost.app.workspaces.clone();
     assert_eq!(registry.config().drain_grace, DRAIN);
     let tick = tick_for(IDLE);
     let bound = IDLE + tick + DRAIN + ENGINE_SLACK;

@@ -317,7 +317,7 @@ async fn deployments_on_one_engine_never_meet() {
     roost_b.stop().await;
     let roost_b = TestRoost::start_with(&with_id(&b), Some(runtime_b.clone())).await;
     roost_b.wait_ready().await;
-    let registry = roost_b.app.workspaces.as_ref().unwrap();
+    let registry = &roost_b.app.workspaces;
     until(20, "B adopting its own workspace", || registry.get(&alice).is_some()).await;
     roost_a.stop().await;
 

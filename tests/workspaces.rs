@@ -132,7 +132,7 @@ async fn two_hundred_concurrent_first_requests_make_one_container() {
     }
     assert_eq!(w.cleanup.containers().len(), 1);
     // And the registry's own single flight, called directly.
-    let registry = roost.app.workspaces.clone().unwrap();
+    let registry = roost.app.workspaces.clone();
     let bob = w.user("bob");
     let identity = roost.app.verifier.verify(&w.token(&bob)).await.unwrap();
     let calls = (0..200).map(|_| {
@@ -217,7 +217,7 @@ async fn a_stopped_workspace_wakes_with_its_data() {
         .unwrap()
         .status
         .success());
-    let registry = roost.app.workspaces.clone().unwrap();
+    let registry = roost.app.workspaces.clone();
     until(20, "the registry to see the stop", || {
         !matches!(registry.get(&alice).unwrap().phase(), Phase::Ready(_))
     })
@@ -282,7 +282,7 @@ async fn idle_workspaces_are_culled_and_busy_ones_are_not() {
         "culled = stopped, not removed"
     );
     assert_eq!(w.cleanup.volumes().len(), 2, "volumes kept");
-    let registry = roost.app.workspaces.clone().unwrap();
+    let registry = roost.app.workspaces.clone();
     until(10, "the registry to mark it stopped", || {
         registry.get(&idle).unwrap().phase() == Phase::Stopped
     })
@@ -332,7 +332,7 @@ async fn a_restarted_roost_adopts_running_workspaces_and_culls_them_on_schedule(
     first.stop().await;
     assert_eq!(docker::inspect(&container(&alice), "{{.State.Running}}"), "true");
     let second = w.roost("idle_timeout = \"3s\"").await;
-    let registry = second.app.workspaces.clone().unwrap();
+    let registry = second.app.workspaces.clone();
     until(20, "adoption", || {
         matches!(registry.get(&alice).map(|e| e.phase()), Some(Phase::Ready(_)))
     })

@@ -28,10 +28,7 @@ pub(super) async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) 
         });
     }
     let c = caller(app, &req, peer).await?;
-    let registry = app
-        .workspaces
-        .as_ref()
-        .ok_or(HttpError::NotReady("no container runtime configured"))?;
+    let registry = &app.workspaces;
     let slug = c.identity.slug.to_string();
     let (status, body) = match what.as_str() {
         "status" => {
@@ -71,14 +68,11 @@ pub(super) async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) 
 
 /// Starts, stops or restarts the caller's own workspace.
 pub(super) async fn perform(app: &App, c: &Caller, action: &str) -> Result<(), HttpError> {
-    let registry = app
-        .workspaces
-        .as_ref()
-        .ok_or(HttpError::NotReady("no container runtime configured"))?;
+    let registry = &app.workspaces;
     let slug = &*c.identity.slug;
     let result = match action {
-        "start" => registry.start_requested(&c.identity, slug).await,
-        "stop" => registry.stop_requested(&c.identity, slug).await,
+        "start" => registry.start(&c.identity, slug).await,
+        "stop" => registry.stop(&c.identity, slug).await,
         "restart" => registry.restart(&c.identity, slug).await,
         _ => return Err(HttpError::NotFound),
     };

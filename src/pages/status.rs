@@ -30,10 +30,7 @@ pub(super) async fn page(app: &App, req: Request<Incoming>, peer: SocketAddr) ->
         Err(HttpError::Unauthenticated(_)) if app.login.is_some() => return Ok(to_sign_in(app, "/_roost/")),
         Err(e) => return Err(e),
     };
-    let registry = app
-        .workspaces
-        .as_ref()
-        .ok_or(HttpError::NotReady("no container runtime configured"))?;
+    let registry = &app.workspaces;
     let slug = c.identity.slug.to_string();
     let status = registry.status(&c.identity, &slug).await?;
     let logs = registry.recent_logs(&c.identity, &slug).await.unwrap_or_else(|e| {

@@ -112,7 +112,7 @@ fn readyz(app: &App) -> Response<Body> {
 
 /// The route table for Traefik's HTTP provider.
 fn traefik(app: &App) -> Response<Body> {
-    let mut resp = Response::new(full(app.routes.current(app.workspaces.as_deref())));
+    let mut resp = Response::new(full(app.routes.current(&app.workspaces)));
     let headers = resp.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

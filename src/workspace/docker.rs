@@ -9,7 +9,6 @@ pub mod network;
 mod ready;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
@@ -24,11 +23,12 @@ use futures_util::stream::StreamExt;
 use tokio::sync::{Mutex, OnceCell};
 
 use super::runtime::{
-    ContainerInfo, ContainerState, EventStream, Progress, Running, Runtime, RuntimeError, RuntimeEvent, Stats,
+    Action, ContainerInfo, ContainerState, EventStream, Progress, Running, Runtime, RuntimeError, RuntimeEvent, Stats,
+    Step,
 };
 use super::spec::{
-    container_name, ownership, Ownership, WorkspaceSpec, DEFAULT_DEPLOYMENT, LABEL_CONFIG_HASH, LABEL_CREATED,
-    LABEL_DEPLOYMENT, LABEL_ISSUER, LABEL_MANAGED, LABEL_OWNER, LABEL_WORKSPACE,
+    container_name, ownership, Ownership, WorkspaceSpec, DEFAULT_DEPLOYMENT, LABEL_CONFIG_HASH, LABEL_DEPLOYMENT,
+    LABEL_ISSUER, LABEL_MANAGED, LABEL_OWNER, LABEL_WORKSPACE,
 };
 use crate::config::WorkspaceConfig;
 use container::{address, only_on};
@@ -278,37 +278,37 @@ impl DockerRuntime {
         let network = &spec.config.network;
         let (mut id, mut action) = match existing {
             Some(c) if is_running(&c) && only_on(&c, network) && address(&c, spec).is_some() => {
-                (c.id.unwrap_or_default(), "ready")
+                (c.id.unwrap_or_default(), Action::Ready)
             }
             // Running elsewhere (made by a roost before workspace.network,
             // on a bridge where containers meet) or stale: made anew.
             Some(c) if is_running(&c) || label(&c, LABEL_CONFIG_HASH) != Some(&*spec.config_hash) => {
-                progress("recreating");
+                progress(Step::Recreating);
                 let old = c.id.unwrap_or_default();
                 self.remove(&old).await?;
-                (self.create(spec).await?, "recreated")
+                (self.create(spec).await?, Action::Recreated)
             }
-            Some(c) => (c.id.unwrap_or_default(), "started"),
+            Some(c) => (c.id.unwrap_or_default(), Action::Started),
             None => {
-                progress("creating");
-                (self.create(spec).await?, "created")
+                progress(Step::Creating);
+                (self.create(spec).await?, Action::Created)
             }
         };
-        if action != "ready" {
-            progress("starting");
+        if action != Action::Ready {
+            progress(Step::Starting);
             match self.start(&id).await {
                 // Stopped on a network that has since been removed: made anew.
-                Err(RuntimeError::NoSuchWorkspace) if action == "started" => {
-                    progress("recreating");
+                Err(RuntimeError::NoSuchWorkspace) if action == Action::Started => {
+                    progress(Step::Recreating);
                     self.forget_network().await;
                     self.remove(&id).await?;
-                    (id, action) = (self.create(spec).await?, "recreated");
+                    (id, action) = (self.create(spec).await?, Action::Recreated);
                     self.start(&id).await?;
                 }
                 other => other?,
             }
         }
-        progress("waiting for the workspace to answer");
+        progress(Step::WaitingReady);
         match self.wait_ready(&id, spec).await {
             Ok((addr, created)) => Ok(Running {
                 id,
@@ -333,11 +333,7 @@ fn label<'a>(c: &'a ContainerInspectResponse, key: &str) -> Option<&'a str> {
     c.config.as_ref()?.labels.as_ref()?.get(key).map(String::as_str)
 }
 
-fn created_label(c: &ContainerInspectResponse) -> Option<u64> {
-    label(c, LABEL_CREATED)?.parse().ok()
-}
-
-fn info_of(c: &ContainerInspectResponse, spec_address: Option<SocketAddr>) -> Option<ContainerInfo> {
+fn info_of(c: &ContainerInspectResponse) -> Option<ContainerInfo> {
     let state = match c.state.as_ref().and_then(|s| s.status) {
         Some(ContainerStateStatusEnum::RUNNING) => ContainerState::Running,
         Some(ContainerStateStatusEnum::CREATED) => ContainerState::Created,
@@ -348,9 +344,6 @@ fn info_of(c: &ContainerInspectResponse, spec_address: Option<SocketAddr>) -> Op
         slug: label(c, LABEL_WORKSPACE)?.into(),
         owner: label(c, LABEL_OWNER)?.into(),
         state,
-        config_hash: label(c, LABEL_CONFIG_HASH).unwrap_or_default().to_string(),
-        created: created_label(c).unwrap_or(0),
-        addr: spec_address,
     })
 }
 
@@ -402,7 +395,7 @@ impl Runtime for DockerRuntime {
             if !self.in_scope(&c) {
                 return Ok(None); // a stranger's container with our name: not ours to touch
             }
-            Ok(info_of(&c, None))
+            Ok(info_of(&c))
         })
     }
 
@@ -419,7 +412,7 @@ impl Runtime for DockerRuntime {
             for s in summaries {
                 let Some(id) = s.id else { continue };
                 if let Some(c) = self.inspect_raw(&id).await? {
-                    out.extend(info_of(&c, None));
+                    out.extend(info_of(&c));
                 }
             }
             Ok(out)

@@ -3,14 +3,13 @@
 //! disconnected stays wrong, reconnect with backoff when the stream ends;
 //! and the registry's reactions to what the engine says.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::registry::{Entry, Phase, Registry};
+use super::registry::{Phase, Registry};
 use super::runtime::{ContainerState, RuntimeError, RuntimeEvent};
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -54,36 +53,26 @@ impl Registry {
     /// Brings the registry in line with the engine: adopts running
     /// containers (they become ready once they answer) and forgets stopped ones.
     pub async fn reconcile(self: &Arc<Self>) -> Result<(), RuntimeError> {
-        let containers = self.runtime.list().await?;
+        let containers = self.runtime().list().await?;
         let mut seen = std::collections::HashSet::new();
         for info in containers {
             seen.insert(info.slug.clone());
             let entry = self.entry(&info.slug);
             let owner = Arc::new(info.owner.to_string());
-            entry.owner.store(Some(owner.clone()));
             match info.state {
-                ContainerState::Running => {
-                    if !matches!(entry.phase(), Phase::Ready(_)) {
-                        tracing::info!(target: "roost::audit", action = "adopted", user = %owner, workspace = %info.slug, "running workspace adopted");
-                        self.adopt(&entry, owner);
-                    }
+                ContainerState::Running => self.adopt(&entry, owner),
+                _ => {
+                    self.learn_owner(&entry, owner);
+                    self.engine_stopped(&entry);
                 }
-                _ => self.mark_stopped(&entry),
             }
         }
         for entry in self.all() {
-            if !seen.contains(&entry.slug) {
-                self.mark_stopped(&entry);
+            if !seen.contains(entry.slug()) {
+                self.engine_stopped(&entry);
             }
         }
-        self.update_running_gauge();
         Ok(())
-    }
-
-    fn mark_stopped(&self, entry: &Entry) {
-        if !entry.busy.load(Ordering::Acquire) && matches!(entry.phase(), Phase::Ready(_)) {
-            self.set_phase(entry, Phase::Stopped);
-        }
     }
 
     /// Follows one engine event.
@@ -94,34 +83,28 @@ impl Registry {
                 // once it is confirmed running. Never create from an event,
                 // and leave alone a workspace whose start just failed here.
                 let entry = self.entry(&slug);
-                if entry.busy.load(Ordering::Acquire) || matches!(entry.phase(), Phase::Ready(_) | Phase::Failed(_)) {
+                if entry.is_busy() || matches!(entry.phase(), Phase::Ready(_) | Phase::Failed(_)) {
                     return;
                 }
                 let registry = self.clone();
-                self.tasks.spawn(async move {
-                    if let Ok(Some(info)) = registry.runtime.inspect(&slug).await {
+                self.spawn_task(async move {
+                    if let Ok(Some(info)) = registry.runtime().inspect(&slug).await {
                         if info.state == ContainerState::Running {
-                            let owner = Arc::new(info.owner.to_string());
-                            entry.owner.store(Some(owner.clone()));
-                            registry.adopt(&entry, owner);
+                            registry.adopt(&entry, Arc::new(info.owner.to_string()));
                         }
                     }
                 });
             }
             RuntimeEvent::Stopped { slug } => {
                 if let Some(entry) = self.get(&slug) {
-                    self.mark_stopped(&entry);
+                    self.engine_stopped(&entry);
                 }
             }
             RuntimeEvent::Destroyed { slug } => {
                 if let Some(entry) = self.get(&slug) {
-                    self.mark_stopped(&entry);
-                    if !entry.busy.load(Ordering::Acquire) {
-                        entry.set_container(None);
-                    }
+                    self.engine_destroyed(&entry);
                 }
             }
         }
-        self.update_running_gauge();
     }
 }

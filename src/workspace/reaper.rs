@@ -15,16 +15,14 @@
 //! (plus the engine's stats answer, about a second); traffic that only the
 //! counters see is noticed one pass late, one interval more.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
 
-use super::registry::{Entry, Phase, Registry};
-use super::runtime::{RuntimeError, Stats};
-use crate::clock::now_secs;
+use super::registry::{Phase, Registry, Retire};
+use super::runtime::Stats;
 
 /// A quarter of the idle timeout, within [250 ms, 30 s].
 pub fn tick_for(idle_timeout: Duration) -> Duration {
@@ -87,120 +85,31 @@ pub async fn run(registry: Arc<Registry>, cancel: CancellationToken) {
     }
 }
 
-/// Why the reaper retires a workspace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retire {
-    /// Idle past `idle_timeout`: stop, keep container and volume.
-    Idle,
-    /// Older than `max_lifetime`: remove the container, keep the volume.
-    Lifetime,
-    /// Its user asked (status page or API): stop, keep container and volume.
-    Requested,
-}
-
 impl Registry {
-    /// Stops (idle) or removes (lifetime) a workspace; the volume stays.
-    /// Drain first: the route is withdrawn (the phase leaves `Ready`, so the
-    /// next `/traefik` poll drops it), requests in flight finish during
-    /// `workspace.drain_grace`, and an idle workspace used meanwhile is kept.
-    pub async fn retire(&self, entry: &Arc<Entry>, why: Retire) -> Result<(), RuntimeError> {
-        if entry.busy.swap(true, Ordering::AcqRel) {
-            return Ok(()); // a spawn or another retirement is under way
-        }
-        let started = Instant::now();
-        let Phase::Ready(addr) = entry.phase() else {
-            entry.busy.store(false, Ordering::Release);
-            return Ok(());
-        };
-        self.set_phase(entry, Phase::Draining(addr));
-        self.update_running_gauge();
-        let drained_at = self.now_ms();
-        tokio::select! {
-            () = tokio::time::sleep(self.config.drain_grace) => {}
-            () = self.stop.cancelled() => {}
-        }
-        if why == Retire::Idle && entry.last_active.load(Ordering::Relaxed) > drained_at || self.stop.is_cancelled() {
-            // Used again while draining (or roost is stopping): keep it,
-            // if its container still runs (an engine event that came
-            // during the drain was ignored: the entry was busy).
-            let alive = match self.runtime.inspect(&entry.slug).await {
-                Ok(Some(info)) => {
-                    info.state == super::runtime::ContainerState::Running
-                        && entry.container().is_some_and(|(id, _)| id == info.id)
-                }
-                Ok(None) => false,
-                // The engine did not answer: keep what we knew.
-                Err(_) => true,
-            };
-            self.set_phase(entry, if alive { Phase::Ready(addr) } else { Phase::Stopped });
-            self.update_running_gauge();
-            entry.busy.store(false, Ordering::Release);
-            return Ok(());
-        }
-        self.set_phase(entry, Phase::Retiring);
-        let result = match entry.container() {
-            Some((id, _)) => match why {
-                Retire::Idle | Retire::Requested => self.runtime.stop(&id, self.config.stop_timeout).await,
-                Retire::Lifetime => {
-                    let stopped = self.runtime.stop(&id, self.config.stop_timeout).await;
-                    stopped.and(self.runtime.remove(&id).await)
-                }
-            },
-            None => Ok(()),
-        };
-        if why == Retire::Lifetime && result.is_ok() {
-            entry.set_container(None);
-        }
-        let (action, reason) = match why {
-            Retire::Idle => ("culled", "idle"),
-            Retire::Lifetime => ("removed", "max_lifetime"),
-            Retire::Requested => ("stopped", "requested"),
-        };
-        match &result {
-            Ok(()) => {
-                self.metrics.workspace_culled(reason);
-                tracing::info!(
-                    target: "roost::audit",
-                    action,
-                    user = %entry.owner().map(|o| o.to_string()).unwrap_or_default(),
-                    workspace = %entry.slug,
-                    reason,
-                    duration_ms = started.elapsed().as_millis() as u64,
-                    "workspace retired"
-                );
-            }
-            Err(e) => {
-                tracing::warn!(target: "roost::audit", action, workspace = %entry.slug, error = %e, "retiring failed")
-            }
-        }
-        self.set_phase(entry, Phase::Stopped);
-        entry.busy.store(false, Ordering::Release);
-        result
-    }
-
     /// One pass of the reaper: lifetime first, then idleness (no HTTP
     /// activity, and no traffic the container sent since the last pass).
     /// Every ready workspace is sampled on every pass, so the last sample
     /// is at most one interval old whatever happened before. Retirements run
     /// as tasks of their own: a pass never waits for a drain.
     pub async fn reap(self: &Arc<Self>) {
-        let idle_ms = u64::try_from(self.config.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let idle_timeout = self.config().idle_timeout;
+        let max_lifetime = self.config().max_lifetime.as_secs();
         let mut ready = Vec::new();
         for entry in self.all() {
-            if !matches!(entry.phase(), Phase::Ready(_)) || entry.busy.load(Ordering::Acquire) {
+            if !matches!(entry.phase(), Phase::Ready(_)) || entry.is_busy() {
                 continue;
             }
-            let Some((id, created)) = entry.container() else {
+            let (Some(id), Some(created)) = (entry.container_id(), entry.created()) else {
                 continue;
             };
-            if created > 0 && now_secs().saturating_sub(created) >= self.config.max_lifetime.as_secs() {
+            if created > 0 && self.now_secs().saturating_sub(created) >= max_lifetime {
                 self.retire_in_background(entry, Retire::Lifetime);
                 continue;
             }
             ready.push((entry, id));
         }
         let samples: Vec<_> = stream::iter(ready)
-            .map(|(entry, id)| async move { (self.runtime.stats(&id).await, entry) })
+            .map(|(entry, id)| async move { (self.runtime().stats(&id).await, entry) })
             .buffer_unordered(STATS_IN_FLIGHT)
             .collect()
             .await;
@@ -209,24 +118,14 @@ impl Registry {
                 continue;
             };
             let now = own_traffic(&stats);
-            let before = entry.own_traffic.lock().ok().and_then(|mut last| last.replace(now));
-            let Some(before) = before else {
+            let Some(before) = entry.swap_traffic_sample(now) else {
                 continue; // the first sample since it became ready
             };
             if sent_between(before, now) {
                 self.touch(&entry);
-            } else if self.now_ms().saturating_sub(entry.last_active.load(Ordering::Relaxed)) >= idle_ms {
+            } else if self.idle_for(&entry) >= idle_timeout {
                 self.retire_in_background(entry, Retire::Idle);
             }
         }
-    }
-
-    /// Retires `entry` in a task of the registry's (roost's shutdown waits
-    /// for it; [`Registry::retire`] keeps the workspace when roost stops).
-    fn retire_in_background(self: &Arc<Self>, entry: Arc<Entry>, why: Retire) {
-        let registry = self.clone();
-        self.tasks.spawn(async move {
-            let _ = registry.retire(&entry, why).await;
-        });
     }
 }

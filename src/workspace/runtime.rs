@@ -1,7 +1,8 @@
 //! The container runtime as the rest of roost sees it: a small trait
 //! (ensure, stop, remove, inspect, list, logs, stats, events) so a
 //! Kubernetes runtime can come later without touching callers. The Docker
-//! Engine implementation is [`super::docker::DockerRuntime`].
+//! Engine implementation is `docker::DockerRuntime`; `memory::MemoryRuntime`
+//! stands in for it in tests.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,7 +35,7 @@ pub enum RuntimeError {
     #[error("the workspace belongs to someone else")]
     NotOwner,
     #[error("workspace failed to start ({0})")]
-    StartFailed(&'static str),
+    StartFailed(FailReason),
     #[error("roost is shutting down")]
     ShuttingDown,
     /// `workspace.network` exists but would not keep workspaces apart (or
@@ -44,21 +45,134 @@ pub enum RuntimeError {
 }
 
 impl RuntimeError {
+    /// Why a start failed, as a type (what a workspace's phase keeps).
+    pub fn fail_reason(&self) -> FailReason {
+        match self {
+            RuntimeError::Engine(_) => FailReason::Engine,
+            RuntimeError::ImageMissing(_) => FailReason::ImageMissing,
+            RuntimeError::Exited { .. } => FailReason::Exited,
+            RuntimeError::StartTimeout(_) => FailReason::StartTimeout,
+            RuntimeError::NotReady { .. } => FailReason::NotReady,
+            RuntimeError::AtCapacity(..) => FailReason::Capacity,
+            RuntimeError::NoSuchWorkspace => FailReason::NoSuchWorkspace,
+            RuntimeError::NameTaken(_) => FailReason::NameTaken,
+            RuntimeError::NotOwner => FailReason::NotOwner,
+            RuntimeError::StartFailed(reason) => *reason,
+            RuntimeError::ShuttingDown => FailReason::ShuttingDown,
+            RuntimeError::UnsafeNetwork(_) => FailReason::UnsafeNetwork,
+        }
+    }
+
     /// A stable label for metrics.
     pub fn reason(&self) -> &'static str {
+        self.fail_reason().as_str()
+    }
+
+    /// Whether only someone changing something (the operator's config, the
+    /// engine's images) can mend it: retrying soon cannot help.
+    pub fn is_permanent(&self) -> bool {
+        self.fail_reason().is_permanent()
+    }
+
+    /// Whether the workspace is someone else's.
+    pub fn is_not_owner(&self) -> bool {
+        self.fail_reason() == FailReason::NotOwner
+    }
+}
+
+/// Why a workspace's last start failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailReason {
+    Engine,
+    ImageMissing,
+    Exited,
+    StartTimeout,
+    NotReady,
+    Capacity,
+    NoSuchWorkspace,
+    NameTaken,
+    NotOwner,
+    ShuttingDown,
+    UnsafeNetwork,
+}
+
+impl FailReason {
+    /// A stable label (metrics, logs, the status API's `detail`).
+    pub fn as_str(self) -> &'static str {
         match self {
-            RuntimeError::Engine(_) => "engine",
-            RuntimeError::ImageMissing(_) => "image_missing",
-            RuntimeError::Exited { .. } => "exited",
-            RuntimeError::StartTimeout(_) => "start_timeout",
-            RuntimeError::NotReady { .. } => "not_ready",
-            RuntimeError::AtCapacity(..) => "capacity",
-            RuntimeError::NoSuchWorkspace => "no_such_workspace",
-            RuntimeError::NameTaken(_) => "name_taken",
-            RuntimeError::NotOwner => "not_owner",
-            RuntimeError::StartFailed(reason) => reason,
-            RuntimeError::ShuttingDown => "shutting_down",
-            RuntimeError::UnsafeNetwork(_) => "unsafe_network",
+            FailReason::Engine => "engine",
+            FailReason::ImageMissing => "image_missing",
+            FailReason::Exited => "exited",
+            FailReason::StartTimeout => "start_timeout",
+            FailReason::NotReady => "not_ready",
+            FailReason::Capacity => "capacity",
+            FailReason::NoSuchWorkspace => "no_such_workspace",
+            FailReason::NameTaken => "name_taken",
+            FailReason::NotOwner => "not_owner",
+            FailReason::ShuttingDown => "shutting_down",
+            FailReason::UnsafeNetwork => "unsafe_network",
+        }
+    }
+
+    /// Failures no retry can mend without someone changing something.
+    pub fn is_permanent(self) -> bool {
+        matches!(
+            self,
+            FailReason::NameTaken | FailReason::UnsafeNetwork | FailReason::ImageMissing
+        )
+    }
+}
+
+impl std::fmt::Display for FailReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a start is doing (the starting page shows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Waiting for a spawn slot (`max_concurrent_spawns`).
+    Queued,
+    Creating,
+    /// Removing a stale container and making it anew (volume kept).
+    Recreating,
+    Starting,
+    /// Started; waiting until it answers.
+    WaitingReady,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Queued => "queued",
+            Step::Creating => "creating",
+            Step::Recreating => "recreating",
+            Step::Starting => "starting",
+            Step::WaitingReady => "waiting for the workspace to answer",
+        }
+    }
+}
+
+/// What ensure had to do to make a workspace ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// It was running and ready already.
+    Ready,
+    /// A stopped container was started.
+    Started,
+    Created,
+    /// A stale or misplaced container was replaced (volume kept).
+    Recreated,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Ready => "ready",
+            Action::Started => "started",
+            Action::Created => "created",
+            Action::Recreated => "recreated",
         }
     }
 }
@@ -79,11 +193,6 @@ pub struct ContainerInfo {
     pub slug: Arc<str>,
     pub owner: Arc<str>,
     pub state: ContainerState,
-    pub config_hash: String,
-    /// Unix seconds, from roost's `roost.created` label.
-    pub created: u64,
-    /// Where the workspace port answers, once running.
-    pub addr: Option<SocketAddr>,
 }
 
 /// A running, ready workspace.
@@ -92,8 +201,8 @@ pub struct Running {
     pub id: String,
     pub addr: SocketAddr,
     pub created: u64,
-    /// What ensure had to do: "ready", "started", "created", "recreated".
-    pub action: &'static str,
+    /// What ensure had to do.
+    pub action: Action,
 }
 
 /// Resource use, from the engine's one-shot stats.
@@ -101,7 +210,7 @@ pub struct Running {
 pub struct Stats {
     /// Bytes received on all the container's interfaces. Neighbours'
     /// broadcasts and multicasts (ARP, IPv6 router solicitations) land here
-    /// too, so it is no sign of use (see [`super::reaper::own_traffic`]).
+    /// too, so it is no sign of use (see `reaper::own_traffic`).
     pub rx_bytes: u64,
     /// Bytes the container sent on all its interfaces.
     pub tx_bytes: u64,
@@ -123,7 +232,7 @@ pub enum RuntimeEvent {
 pub type EventStream = BoxStream<'static, Result<RuntimeEvent, RuntimeError>>;
 
 /// What ensure reports while it works, for progress displays.
-pub type Progress<'a> = &'a (dyn Fn(&'static str) + Send + Sync);
+pub type Progress<'a> = &'a (dyn Fn(Step) + Send + Sync);
 
 pub trait Runtime: Send + Sync + 'static {
     /// Finds the workspace's container by name and labels; running and

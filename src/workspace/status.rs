@@ -2,14 +2,12 @@
 //! long it has run and when it idles out, its resource use and last log
 //! lines; and start, stop, restart on its user's request.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::reaper::Retire;
-use super::registry::{Phase, Registry};
+use super::registry::{Phase, Registry, Retire};
 use super::RuntimeError;
 use crate::auth::Identity;
 
@@ -46,7 +44,7 @@ impl Registry {
             return Ok(Some(owner));
         }
         Ok(self
-            .runtime
+            .runtime()
             .inspect(slug)
             .await?
             .map(|info| Arc::new(info.owner.to_string())))
@@ -73,11 +71,11 @@ impl Registry {
         let phase = entry.as_ref().map_or(Phase::Stopped, |e| e.phase());
         let (state, detail) = match phase {
             Phase::Stopped => ("stopped", None),
-            Phase::Starting(step) => ("starting", Some(step)),
+            Phase::Starting(step) => ("starting", Some(step.as_str())),
             Phase::Ready(_) => ("running", None),
             Phase::Draining(_) => ("draining", None),
             Phase::Retiring => ("stopping", None),
-            Phase::Failed(reason) => ("failed", Some(reason)),
+            Phase::Failed(reason) => ("failed", Some(reason.as_str())),
         };
         let mut status = Status {
             workspace: slug.to_string(),
@@ -87,19 +85,17 @@ impl Registry {
             idle_stop_in_secs: None,
             cpu_seconds: None,
             memory_bytes: None,
-            memory_limit_bytes: self.config.memory,
-            idle_timeout_secs: self.config.idle_timeout.as_secs(),
+            memory_limit_bytes: self.config().memory,
+            idle_timeout_secs: self.config().idle_timeout.as_secs(),
         };
         let Some(entry) = entry.filter(|_| matches!(state, "running" | "draining")) else {
             return status;
         };
-        let now = self.now_ms();
-        status.running_for_secs = Some(now.saturating_sub(entry.ready_since.load(Ordering::Relaxed)) / 1000);
-        let idle_ms = u64::try_from(self.config.idle_timeout.as_millis()).unwrap_or(u64::MAX);
-        let idle_for = now.saturating_sub(entry.last_active.load(Ordering::Relaxed));
-        status.idle_stop_in_secs = Some(idle_ms.saturating_sub(idle_for) / 1000);
-        if let Some((id, _)) = entry.container() {
-            if let Ok(stats) = self.runtime.stats(&id).await {
+        status.running_for_secs = Some(self.ready_for(&entry).as_secs());
+        let idle_stop_in = self.config().idle_timeout.saturating_sub(self.idle_for(&entry));
+        status.idle_stop_in_secs = Some(idle_stop_in.as_secs());
+        if let Some(id) = entry.container_id() {
+            if let Ok(stats) = self.runtime().stats(&id).await {
                 status.cpu_seconds = Some(stats.cpu_nanos as f64 / 1e9);
                 status.memory_bytes = Some(stats.memory_bytes);
             }
@@ -111,27 +107,19 @@ impl Registry {
     /// container).
     pub async fn recent_logs(&self, caller: &Identity, slug: &str) -> Result<Vec<String>, RuntimeError> {
         self.authorize(caller, slug).await?;
-        let id = match self.get(slug).and_then(|e| e.container()) {
-            Some((id, _)) => id,
-            None => match self.runtime.inspect(slug).await? {
+        let id = match self.get(slug).and_then(|e| e.container_id()) {
+            Some(id) => id,
+            None => match self.runtime().inspect(slug).await? {
                 Some(info) => info.id,
                 None => return Ok(Vec::new()),
             },
         };
-        self.runtime.logs(&id, LOG_LINES).await
-    }
-
-    /// Starts the workspace for `caller` without waiting for it.
-    pub async fn start_requested(self: &Arc<Self>, caller: &Identity, slug: &str) -> Result<(), RuntimeError> {
-        match self.ensure_ready(caller, slug, Duration::ZERO).await {
-            Ok(_) | Err(RuntimeError::NotReady { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.runtime().logs(&id, LOG_LINES).await
     }
 
     /// Stops the workspace now (route withdrawn and drained first; the
     /// container and volume are kept).
-    pub async fn stop_requested(&self, caller: &Identity, slug: &str) -> Result<(), RuntimeError> {
+    pub async fn stop(&self, caller: &Identity, slug: &str) -> Result<(), RuntimeError> {
         self.authorize(caller, slug).await?;
         let Some(entry) = self.get(slug) else {
             return Ok(()); // not running here: nothing to stop
@@ -147,7 +135,7 @@ impl Registry {
 
     /// Stops the workspace, then starts it again (without waiting for it).
     pub async fn restart(self: &Arc<Self>, caller: &Identity, slug: &str) -> Result<(), RuntimeError> {
-        self.stop_requested(caller, slug).await?;
-        self.start_requested(caller, slug).await
+        self.stop(caller, slug).await?;
+        self.start(caller, slug).await
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use roost::app::App;
 use roost::auth::HttpFetcher;
 use roost::config::{Config, Secrets};
+use roost::workspace::memory::MemoryRuntime;
 use roost::workspace::runtime::Runtime;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -103,6 +104,9 @@ impl TestRoost {
         let mut config = Config::from_toml(&config, secrets).expect("valid test config");
         config.routing.auth_url = format!("http://{internal_addr}");
         let fetcher = Arc::new(HttpFetcher::new(config.oidc.http_timeout));
+        // Without a runtime of the test's own: containers in memory, every
+        // workspace answering at the discard port (tests of the auth layer).
+        let runtime = runtime.unwrap_or_else(|| Arc::new(MemoryRuntime::new(([127, 0, 0, 1], 9).into())));
         let app = App::new(config, fetcher, runtime);
         let (tx, rx) = oneshot::channel();
         let listeners = roost::app::Listeners { public, internal };
@@ -206,7 +210,6 @@ pub fn sign_in_secrets(cookie_key: &str, previous: Option<&str>) -> Secrets {
         oidc_client_secret: Some(roost::config::Secret::new("test-client-secret")),
         cookie_key: Some(roost::config::Secret::new(cookie_key)),
         cookie_key_previous: previous.map(roost::config::Secret::new),
-        redis_url: None,
     }
 }
 

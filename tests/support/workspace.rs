@@ -98,7 +98,7 @@ pub fn echo_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 }
 
 pub fn ready_addr(roost: &TestRoost, user: &str) -> std::net::SocketAddr {
-    match roost.app.workspaces.as_ref().unwrap().get(user).map(|e| e.phase()) {
+    match roost.app.workspaces.get(user).map(|e| e.phase()) {
         Some(Phase::Ready(addr)) => addr,
         other => panic!("{user} not ready: {other:?}"),
     }

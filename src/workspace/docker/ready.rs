@@ -10,7 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::super::runtime::{Runtime, RuntimeError};
 use super::super::spec::WorkspaceSpec;
-use super::{address, created_label, DockerRuntime};
+use super::{address, label, DockerRuntime};
+use crate::workspace::spec::LABEL_CREATED;
 
 /// Readiness polling: start fast, and never overshoot readiness by more than
 /// a few tens of milliseconds.
@@ -76,4 +77,9 @@ async fn http_answers(addr: SocketAddr) -> bool {
         .ok()
         .flatten()
         .is_some()
+}
+
+/// Unix seconds, from roost's `roost.created` label.
+fn created_label(c: &bollard::models::ContainerInspectResponse) -> Option<u64> {
+    label(c, LABEL_CREATED)?.parse().ok()
 }
