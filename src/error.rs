@@ -5,23 +5,14 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
-use http_body_util::Full;
 
 use crate::auth::{AuthError, LoginError};
 use crate::limits::RetryAfter;
+/// The body of roost's responses (the name the fuzz harness uses).
+pub use crate::response::Body;
 use crate::workspace::RuntimeError;
-
-/// The body of every response roost sends: its own (full) or a workspace's
-/// (streamed through by the fallback proxy), without boxing.
-pub type Body = http_body_util::Either<Full<Bytes>, hyper::body::Incoming>;
-
-/// A body roost wrote itself.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Body::Left(Full::new(bytes.into()))
-}
 
 /// Every way a request to roost can be refused.
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +33,9 @@ pub enum HttpError {
     Login(#[from] LoginError),
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// With the methods that are (the `Allow` header).
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed(&'static str),
 }
 
 impl HttpError {
@@ -71,7 +63,7 @@ impl HttpError {
                 LoginError::IdToken(_) => StatusCode::UNAUTHORIZED,
             },
             HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            HttpError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -107,7 +99,7 @@ impl HttpError {
                 LoginError::IdToken(_) => "sign-in failed",
             },
             HttpError::BadRequest(reason) => reason,
-            HttpError::MethodNotAllowed => "method not allowed",
+            HttpError::MethodNotAllowed(_) => "method not allowed",
         }
     }
 
@@ -136,6 +128,14 @@ impl HttpError {
         }
     }
 
+    /// `Allow` of a 405.
+    fn allow(&self) -> Option<HeaderValue> {
+        match self {
+            HttpError::MethodNotAllowed(allow) => HeaderValue::from_str(allow).ok(),
+            _ => None,
+        }
+    }
+
     /// The response for this error; the details are logged here, once.
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
@@ -143,13 +143,16 @@ impl HttpError {
             StatusCode::SERVICE_UNAVAILABLE => tracing::warn!(status = status.as_u16(), error = %self, "refused"),
             _ => tracing::debug!(status = status.as_u16(), error = %self, "refused"),
         }
-        let mut resp = text_response(status, self.public_message());
+        let mut resp = crate::response::text(status, self.public_message());
         let headers = resp.headers_mut();
         if status == StatusCode::UNAUTHORIZED && !matches!(self, HttpError::Login(_)) {
             headers.insert(
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static(r#"Bearer realm="roost", error="invalid_token""#),
             );
+        }
+        if let Some(allow) = self.allow() {
+            headers.insert(ALLOW, allow);
         }
         if let Some(wait) = self.retry_after() {
             // Whole seconds, rounded up, at least one.
@@ -158,14 +161,4 @@ impl HttpError {
         }
         resp
     }
-}
-
-/// A short `text/plain` answer that no cache keeps.
-pub fn text_response(status: StatusCode, message: &'static str) -> Response<Body> {
-    let mut resp = Response::new(full(Bytes::from_static(message.as_bytes())));
-    *resp.status_mut() = status;
-    let headers = resp.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
 }

@@ -47,6 +47,8 @@ pub mod metrics;
 pub mod pages;
 pub mod proxy;
 pub mod public_url;
+pub mod request;
+pub mod response;
 pub mod server;
 pub mod slug;
 pub mod traefik;

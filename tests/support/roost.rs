@@ -105,8 +105,8 @@ impl TestRoost {
         let fetcher = Arc::new(HttpFetcher::new(config.oidc.http_timeout));
         let app = App::new(config, fetcher, runtime);
         let (tx, rx) = oneshot::channel();
-        let listeners = roost::app::Listeners { public, internal };
-        let task = tokio::spawn(roost::app::run(app.clone(), listeners, async {
+        let listeners = roost::server::Listeners { public, internal };
+        let task = tokio::spawn(roost::server::run(app.clone(), listeners, async {
             let _ = rx.await;
         }));
         TestRoost {
