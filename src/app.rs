@@ -38,7 +38,7 @@ pub struct App {
 }
 
 impl App {
-    /// Builds the components; nothing runs until [`run`]. Without a
+    /// Builds the components; nothing runs until `server::run`. Without a
     /// `runtime`, every workspace counts as ready (roost as a pure
     /// authenticator, used by tests of the auth layer and benchmarks).
     pub fn new(config: Config, fetcher: Arc<dyn KeyFetcher>, runtime: Option<Arc<dyn Runtime>>) -> Arc<App> {

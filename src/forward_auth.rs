@@ -15,6 +15,7 @@ use crate::error::HttpError;
 use crate::limits::Limits;
 use crate::metrics::{Limit, Metrics};
 use crate::public_url::PublicOrigin;
+use crate::request::Parsed;
 /// The request model under the names forwardAuth's callers (the benchmark,
 /// the fuzz targets) know it by.
 pub use crate::request::{ClientKind, Credential, Parsed as AuthRequest};
@@ -94,7 +95,7 @@ impl ForwardAuth {
     /// For a browser without credentials: the redirect to sign in, back to
     /// the page it asked for. Built from the configured origin and the
     /// validated workspace host, never from unvalidated headers.
-    pub fn sign_in(&self, req: &AuthRequest<'_>, err: &HttpError) -> Option<Response<Body>> {
+    pub fn sign_in(&self, req: &Parsed<'_>, err: &HttpError) -> Option<Response<Body>> {
         let stale_session = matches!(err, HttpError::Unauthenticated(AuthError::Session(_)));
         if !matches!(err, HttpError::Unauthenticated(AuthError::Missing)) && !stale_session {
             return None;
@@ -138,14 +139,14 @@ impl ForwardAuth {
 
     /// Decides one forwarded request, waiting for a starting workspace at
     /// most `workspace.auth_wait`.
-    pub async fn decide<'r>(&self, req: &'r AuthRequest<'_>) -> Result<Allowed<'r>, HttpError> {
+    pub async fn decide<'r>(&self, req: &'r Parsed<'_>) -> Result<Allowed<'r>, HttpError> {
         self.decide_within(req, self.auth_wait).await
     }
 
     /// Decides one request, waiting for a starting workspace at most `wait`.
     pub async fn decide_within<'r>(
         &self,
-        req: &'r AuthRequest<'_>,
+        req: &'r Parsed<'_>,
         wait: std::time::Duration,
     ) -> Result<Allowed<'r>, HttpError> {
         let workspace = req
@@ -186,7 +187,7 @@ impl ForwardAuth {
     /// signature check of a token not verified before (counted when it
     /// fails). Missing credentials, session cookies and cached tokens never
     /// count, and are never refused for their address ([`crate::limits`]).
-    pub async fn authenticate(&self, req: &AuthRequest<'_>) -> Result<Authenticated, HttpError> {
+    pub async fn authenticate(&self, req: &Parsed<'_>) -> Result<Authenticated, HttpError> {
         let bearer = |identity| Authenticated {
             identity,
             set_cookie: None,
@@ -245,7 +246,7 @@ impl ForwardAuth {
 
 /// `GET /auth`: 200 with the identity headers, a browser sent to sign in,
 /// or the refusal.
-pub async fn handle(fa: &ForwardAuth, req: &AuthRequest<'_>) -> Result<Response<Body>, HttpError> {
+pub async fn handle(fa: &ForwardAuth, req: &Parsed<'_>) -> Result<Response<Body>, HttpError> {
     let allowed = match fa.decide(req).await {
         Ok(allowed) => allowed,
         Err(e) => return fa.sign_in(req, &e).ok_or(e),
