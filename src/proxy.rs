@@ -269,3 +269,61 @@ fn starting_page(workspace: &str, https: bool) -> Response<Body> {
     );
     response::html(StatusCode::OK, html, csp, https)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use http_body_util::Full;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_workspace_gets_the_request_with_roosts_identity_and_without_its_credentials() {
+        let req = Request::post("/lab/api?x=1")
+            .header("host", "alice.ws.example.com")
+            .header("authorization", "Bearer secret-token")
+            .header("cookie", "theme=dark; roost_session=sealed; roost_login_abc=x")
+            .header("x-roost-user", "root")
+            .header("x_roost_user", "root")
+            .header("connection", "keep-alive, x-hop")
+            .header("x-hop", "1")
+            .header("accept", "application/json")
+            .body(())
+            .unwrap();
+        let (head, ()) = req.into_parts();
+        let parsed = Parsed::direct(&head, IpAddr::from([10, 0, 0, 2]));
+        let identity = Identity::new("alice", "alice", Some("alice@example.com".into()), false, u64::MAX).unwrap();
+        let address: SocketAddr = "172.18.0.5:8888".parse().unwrap();
+        let body = Full::new(Bytes::from_static(b"{\"a\":1}"));
+        let upstream = build_upstream(&parsed, body, &identity, "alice", address).unwrap();
+        assert_eq!(upstream.method(), http::Method::POST);
+        assert_eq!(upstream.uri(), "http://172.18.0.5:8888/lab/api?x=1");
+        let h = upstream.headers();
+        assert_eq!(h["host"], "alice.ws.example.com");
+        assert_eq!(h["cookie"], "theme=dark");
+        assert_eq!(h["x-roost-user"], "alice");
+        assert_eq!(h["x-roost-workspace"], "alice");
+        assert_eq!(h["x-roost-email"], "alice@example.com");
+        assert_eq!(h["accept"], "application/json");
+        for gone in ["authorization", "x_roost_user", "connection", "x-hop"] {
+            assert!(!h.contains_key(gone), "{gone} forwarded");
+        }
+        assert_eq!(h.get_all("x-roost-user").iter().count(), 1);
+        let body = upstream.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"{\"a\":1}");
+    }
+
+    #[test]
+    fn the_starting_page_names_only_a_label_and_allows_only_its_own_script() {
+        let resp = starting_page("alice<script>", true);
+        let h = resp.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'sha256-") && csp.contains("connect-src 'self'"),
+            "{csp}"
+        );
+        assert!(h.contains_key("strict-transport-security"));
+        assert_eq!(h["cache-control"], "no-store");
+    }
+}
