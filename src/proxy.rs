@@ -314,8 +314,8 @@ mod tests {
         assert_eq!(&body[..], b"{\"a\":1}");
     }
 
-    #[test]
-    fn the_starting_page_names_only_a_label_and_allows_only_its_own_script() {
+    #[tokio::test]
+    async fn the_starting_page_names_only_a_label_and_allows_only_its_own_script() {
         let resp = starting_page("alice<script>", true);
         let h = resp.headers();
         let csp = h["content-security-policy"].to_str().unwrap();
@@ -325,5 +325,7 @@ mod tests {
         );
         assert!(h.contains_key("strict-transport-security"));
         assert_eq!(h["cache-control"], "no-store");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("<code>alicescript</code>"));
     }
 }
