@@ -1,12 +1,10 @@
-//! Wiring: builds every component from a validated [`Config`], and [`run`]
-//! owns the background tasks (key refresher, limiter janitor, engine event
-//! follower, reaper) and the
-//! listener, stopping all of them on shutdown (never the workspaces).
+//! Wiring: builds every component from a validated [`Config`], starts the
+//! background tasks (key refresher, limiter janitor, engine event follower,
+//! reaper) and stops them on shutdown (never the workspaces).
+//! The listeners are served around them by `server::run`.
 
-use std::future::Future;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -41,7 +39,7 @@ pub struct App {
 }
 
 impl App {
-    /// Builds the components; nothing runs until [`run`].
+    /// Builds the components; nothing runs until `server::run`.
     pub fn new(config: Config, fetcher: Arc<dyn KeyFetcher>, runtime: Arc<dyn Runtime>) -> Arc<App> {
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::new());
@@ -94,44 +92,23 @@ impl App {
     }
 }
 
-/// roost's two bound listeners (see [`crate::server`]).
-pub struct Listeners {
-    /// `listen`: the fallback proxy and pages.
-    pub public: TcpListener,
-    /// `internal_listen`: `/auth`, `/traefik`, `/metrics`, probes.
-    pub internal: TcpListener,
-}
+impl App {
+    /// Starts the background tasks, which run until `stop` is cancelled.
+    pub fn start_background(&self, stop: &CancellationToken) -> JoinSet<()> {
+        let mut background = JoinSet::new();
+        background.spawn(self.keys.clone().run_refresher(stop.child_token()));
+        background.spawn(self.limits.clone().run_janitor(stop.child_token()));
+        background.spawn(events::follow(self.workspaces.clone(), stop.child_token()));
+        background.spawn(reaper::run(self.workspaces.clone(), stop.child_token()));
+        background
+    }
 
-/// Serves on both listeners until `shutdown` completes, then drains
-/// requests and stops every background task.
-pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
-    let stop = CancellationToken::new();
-    let mut background = JoinSet::new();
-    background.spawn(app.keys.clone().run_refresher(stop.child_token()));
-    background.spawn(app.limits.clone().run_janitor(stop.child_token()));
-    background.spawn(events::follow(app.workspaces.clone(), stop.child_token()));
-    background.spawn(reaper::run(app.workspaces.clone(), stop.child_token()));
-    // The listeners run as tasks on the runtime's workers, like the
-    // connections they spawn: no cross-thread wake-up per connection.
-    use crate::server::{serve, Listener};
-    let flatten =
-        |r: Result<std::io::Result<()>, tokio::task::JoinError>| r.unwrap_or_else(|e| Err(std::io::Error::other(e)));
-    let mut servers = JoinSet::new();
-    servers.spawn(serve(listeners.public, Listener::Public, app.clone(), stop.clone()));
-    servers.spawn(serve(listeners.internal, Listener::Internal, app.clone(), stop.clone()));
-    let mut result = Ok(());
-    tokio::select! {
-        // A listener ended on its own: stop everything.
-        Some(r) = servers.join_next() => result = flatten(r),
-        () = shutdown => tracing::info!("shutting down"),
+    /// After the listeners drained and `background`'s token was cancelled:
+    /// relayed connections closed, the background tasks joined, the
+    /// workspaces' pending work finished.
+    pub async fn shutdown(&self, mut background: JoinSet<()>) {
+        self.proxy.shutdown().await;
+        while background.join_next().await.is_some() {}
+        self.workspaces.shutdown().await;
     }
-    stop.cancel();
-    while let Some(r) = servers.join_next().await {
-        result = result.and(flatten(r));
-    }
-    stop.cancel();
-    app.proxy.shutdown().await;
-    while background.join_next().await.is_some() {}
-    app.workspaces.shutdown().await;
-    result
 }

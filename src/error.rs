@@ -5,23 +5,14 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
-use http_body_util::Full;
 
 use crate::auth::{AuthError, LoginError};
 use crate::limits::RetryAfter;
+/// The body of roost's responses (the name the fuzz harness uses).
+pub use crate::response::Body;
 use crate::workspace::RuntimeError;
-
-/// The body of every response roost sends: its own (full) or a workspace's
-/// (streamed through by the fallback proxy), without boxing.
-pub type Body = http_body_util::Either<Full<Bytes>, hyper::body::Incoming>;
-
-/// A body roost wrote itself.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Body::Left(Full::new(bytes.into()))
-}
 
 /// Every way a request to roost can be refused.
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +33,9 @@ pub enum HttpError {
     Login(#[from] LoginError),
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// With the methods that are (the `Allow` header).
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed(&'static str),
 }
 
 impl HttpError {
@@ -69,7 +61,7 @@ impl HttpError {
                 LoginError::IdToken(_) => StatusCode::UNAUTHORIZED,
             },
             HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            HttpError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -101,7 +93,7 @@ impl HttpError {
                 LoginError::IdToken(_) => "sign-in failed",
             },
             HttpError::BadRequest(reason) => reason,
-            HttpError::MethodNotAllowed => "method not allowed",
+            HttpError::MethodNotAllowed(_) => "method not allowed",
         }
     }
 
@@ -125,6 +117,14 @@ impl HttpError {
         }
     }
 
+    /// `Allow` of a 405.
+    fn allow(&self) -> Option<HeaderValue> {
+        match self {
+            HttpError::MethodNotAllowed(allow) => HeaderValue::from_str(allow).ok(),
+            _ => None,
+        }
+    }
+
     /// The response for this error; the details are logged here, once.
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
@@ -132,13 +132,16 @@ impl HttpError {
             StatusCode::SERVICE_UNAVAILABLE => tracing::warn!(status = status.as_u16(), error = %self, "refused"),
             _ => tracing::debug!(status = status.as_u16(), error = %self, "refused"),
         }
-        let mut resp = text_response(status, self.public_message());
+        let mut resp = crate::response::text(status, self.public_message());
         let headers = resp.headers_mut();
         if status == StatusCode::UNAUTHORIZED && !matches!(self, HttpError::Login(_)) {
             headers.insert(
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static(r#"Bearer realm="roost", error="invalid_token""#),
             );
+        }
+        if let Some(allow) = self.allow() {
+            headers.insert(ALLOW, allow);
         }
         if let Some(wait) = self.retry_after() {
             // Whole seconds, rounded up, at least one.
@@ -149,12 +152,269 @@ impl HttpError {
     }
 }
 
-/// A short `text/plain` answer that no cache keeps.
-pub fn text_response(status: StatusCode, message: &'static str) -> Response<Body> {
-    let mut resp = Response::new(full(Bytes::from_static(message.as_bytes())));
-    *resp.status_mut() = status;
-    let headers = resp.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::auth::FetchError;
+    use crate::workspace::runtime::FailReason;
+
+    /// A detail that must reach the log only, never the client.
+    const SECRET: &str = "engine-detail-5ecret";
+
+    fn secret_error() -> Box<dyn std::error::Error + Send + Sync> {
+        SECRET.into()
+    }
+
+    fn jwt_error() -> jsonwebtoken::errors::Error {
+        jsonwebtoken::errors::ErrorKind::InvalidToken.into()
+    }
+
+    /// Every variant (and every distinct inner case): status, `Retry-After`
+    /// in seconds, the public text.
+    fn table() -> Vec<(HttpError, u16, Option<&'static str>, &'static str)> {
+        let secs = Duration::from_secs;
+        vec![
+            (AuthError::Missing.into(), 401, None, "authentication required"),
+            (AuthError::TooLarge.into(), 401, None, "invalid token"),
+            (AuthError::Malformed(jwt_error()).into(), 401, None, "invalid token"),
+            (
+                AuthError::AlgorithmNotAllowed(jsonwebtoken::Algorithm::HS256).into(),
+                401,
+                None,
+                "invalid token",
+            ),
+            (
+                AuthError::UnknownKey(Some(SECRET.into())).into(),
+                401,
+                None,
+                "invalid token",
+            ),
+            (AuthError::Expired.into(), 401, None, "token expired"),
+            (AuthError::NotYetValid.into(), 401, None, "invalid token"),
+            (AuthError::WrongIssuer.into(), 401, None, "invalid token"),
+            (AuthError::WrongAudience.into(), 401, None, "invalid token"),
+            (AuthError::BadSignature.into(), 401, None, "invalid token"),
+            (AuthError::Rejected(jwt_error()).into(), 401, None, "invalid token"),
+            (AuthError::Claims(SECRET).into(), 401, None, "invalid token"),
+            (
+                AuthError::KeysUnavailable.into(),
+                503,
+                Some("5"),
+                "authentication temporarily unavailable",
+            ),
+            (
+                AuthError::Session(SECRET).into(),
+                401,
+                None,
+                "session expired; sign in again",
+            ),
+            (
+                HttpError::Forbidden("not your workspace"),
+                403,
+                None,
+                "not your workspace",
+            ),
+            (
+                HttpError::RateLimited(SECRET, RetryAfter(Duration::from_millis(1500))),
+                429,
+                Some("2"),
+                "too many requests",
+            ),
+            (
+                HttpError::RateLimited("per user", RetryAfter(Duration::ZERO)),
+                429,
+                Some("1"),
+                "too many requests",
+            ),
+            (
+                RuntimeError::Engine(secret_error()).into(),
+                503,
+                Some("5"),
+                "your workspace could not start",
+            ),
+            (
+                RuntimeError::ImageMissing(SECRET.into()).into(),
+                503,
+                Some("300"),
+                "your workspace cannot be created: roost's configuration needs fixing; please tell your operator",
+            ),
+            (
+                RuntimeError::Exited {
+                    code: 1,
+                    logs: vec![SECRET.into()],
+                }
+                .into(),
+                503,
+                Some("5"),
+                "your workspace could not start",
+            ),
+            (
+                RuntimeError::StartTimeout(secs(60)).into(),
+                503,
+                Some("5"),
+                "your workspace could not start",
+            ),
+            (
+                RuntimeError::NotReady { retry_after: secs(2) }.into(),
+                503,
+                Some("2"),
+                "your workspace is starting",
+            ),
+            (
+                RuntimeError::AtCapacity(SECRET, secs(30)).into(),
+                503,
+                Some("30"),
+                "no capacity for your workspace right now",
+            ),
+            (RuntimeError::NoSuchWorkspace.into(), 404, None, "no such workspace"),
+            (
+                RuntimeError::NameTaken(SECRET.into()).into(),
+                503,
+                Some("300"),
+                "your workspace cannot be created: roost's configuration needs fixing; please tell your operator",
+            ),
+            (
+                RuntimeError::NotOwner.into(),
+                403,
+                None,
+                "this workspace belongs to another account",
+            ),
+            (
+                RuntimeError::StartFailed(FailReason::NotOwner).into(),
+                403,
+                None,
+                "this workspace belongs to another account",
+            ),
+            (
+                RuntimeError::StartFailed(FailReason::NameTaken).into(),
+                503,
+                Some("300"),
+                "your workspace cannot be created: roost's configuration needs fixing; please tell your operator",
+            ),
+            (
+                RuntimeError::StartFailed(FailReason::UnsafeNetwork).into(),
+                503,
+                Some("300"),
+                "your workspace cannot be created: roost's configuration needs fixing; please tell your operator",
+            ),
+            (
+                RuntimeError::StartFailed(FailReason::ImageMissing).into(),
+                503,
+                Some("300"),
+                "your workspace cannot be created: roost's configuration needs fixing; please tell your operator",
+            ),
+            (
+                RuntimeError::StartFailed(FailReason::Exited).into(),
+                503,
+                Some("5"),
+                "your workspace could not start",
+            ),
+            (RuntimeError::ShuttingDown.into(), 503, Some("5"), "roost is restarting"),
+            (
+                RuntimeError::UnsafeNetwork(SECRET.into()).into(),
+                503,
+                Some("300"),
+                "your workspace cannot be created: roost's configuration needs fixing; please tell your operator",
+            ),
+            (HttpError::NotFound, 404, None, "not found"),
+            (
+                HttpError::NotReady("signing keys not loaded yet"),
+                503,
+                Some("1"),
+                "signing keys not loaded yet",
+            ),
+            (
+                LoginError::NotConfigured.into(),
+                404,
+                None,
+                "browser sign-in is not enabled",
+            ),
+            (
+                LoginError::NotDiscovered.into(),
+                503,
+                Some("5"),
+                "sign-in is temporarily unavailable; try again shortly",
+            ),
+            (
+                LoginError::Exchange(FetchError::BadUrl(SECRET.into())).into(),
+                503,
+                Some("5"),
+                "sign-in is temporarily unavailable; try again shortly",
+            ),
+            (
+                LoginError::BadTokenResponse.into(),
+                503,
+                Some("5"),
+                "sign-in is temporarily unavailable; try again shortly",
+            ),
+            (
+                LoginError::Incomplete.into(),
+                400,
+                None,
+                "this sign-in link is invalid or has expired; open your workspace to sign in again",
+            ),
+            (
+                LoginError::NoPending.into(),
+                400,
+                None,
+                "this sign-in link is invalid or has expired; open your workspace to sign in again",
+            ),
+            (
+                LoginError::Expired.into(),
+                400,
+                None,
+                "this sign-in link is invalid or has expired; open your workspace to sign in again",
+            ),
+            (
+                LoginError::Replayed.into(),
+                400,
+                None,
+                "this sign-in link is invalid or has expired; open your workspace to sign in again",
+            ),
+            (
+                LoginError::Denied(SECRET.into()).into(),
+                403,
+                None,
+                "sign-in was refused",
+            ),
+            (
+                LoginError::IdToken(AuthError::Claims(SECRET)).into(),
+                401,
+                None,
+                "sign-in failed",
+            ),
+            (HttpError::BadRequest("expected a form"), 400, None, "expected a form"),
+            (HttpError::MethodNotAllowed("GET"), 405, None, "method not allowed"),
+        ]
+    }
+
+    #[tokio::test]
+    async fn every_refusal_has_its_status_retry_after_and_a_short_public_text() {
+        for (error, status, retry_after, text) in table() {
+            let what = format!("{error:?}");
+            let bearer_challenge = status == 401 && !matches!(error, HttpError::Login(_));
+            let resp = error.into_response();
+            assert_eq!(resp.status().as_u16(), status, "{what}");
+            let h = resp.headers();
+            assert_eq!(h.get(RETRY_AFTER).map(|v| v.to_str().unwrap()), retry_after, "{what}");
+            assert_eq!(h["content-type"], "text/plain; charset=utf-8", "{what}");
+            assert_eq!(h["cache-control"], "no-store", "{what}");
+            assert_eq!(h.contains_key(WWW_AUTHENTICATE), bearer_challenge, "{what}");
+            assert_eq!(h.contains_key(ALLOW), status == 405, "{what}");
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            let body = std::str::from_utf8(&body).unwrap();
+            assert_eq!(body, text, "{what}");
+            assert!(body.len() <= 100 && !body.contains(SECRET), "{what}: {body}");
+        }
+    }
+
+    #[test]
+    fn a_405_names_the_methods_allowed() {
+        let resp = HttpError::MethodNotAllowed("GET, HEAD").into_response();
+        assert_eq!(resp.headers()[ALLOW], "GET, HEAD");
+    }
 }

@@ -3,156 +3,33 @@
 //! they may pass, and whether the workspace is ready. A valid cached token
 //! for a ready workspace is decided from memory.
 
-use std::borrow::Cow;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::header::{AUTHORIZATION, COOKIE};
+use bytes::Bytes;
+use http::header::COOKIE;
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 
-use crate::auth::session::{cookie_value, SESSION_COOKIE};
 use crate::auth::{AuthError, Identity, Sessions, Verifier};
-use crate::public_url::{encode, PublicOrigin};
-use bytes::Bytes;
-
-use crate::error::{full, Body, HttpError};
+use crate::error::HttpError;
 use crate::limits::Limits;
 use crate::metrics::{Limit, Metrics};
+use crate::public_url::PublicOrigin;
+use crate::request::Parsed;
+/// The request model under the names forwardAuth's callers (the benchmark,
+/// the fuzz targets) know it by.
+pub use crate::request::{ClientKind, Credential, Parsed as AuthRequest};
+use crate::response::{full, redirect, Body};
 use crate::slug;
 use crate::workspace::{Gate, ReadinessGate};
 
 pub const X_ROOST_USER: HeaderName = HeaderName::from_static("x-roost-user");
 pub const X_ROOST_WORKSPACE: HeaderName = HeaderName::from_static("x-roost-workspace");
 pub const X_ROOST_EMAIL: HeaderName = HeaderName::from_static("x-roost-email");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Cookies whose names start with this belong to roost and never reach a
 /// workspace.
 pub const ROOST_COOKIE_PREFIX: &str = "roost_";
-
-/// What `/auth` reads from a forwarded request.
-#[derive(Debug)]
-pub struct AuthRequest<'a> {
-    /// `X-Forwarded-Host` (else `Host`), normalised ([`crate::host`]).
-    pub host: Option<Cow<'a, str>>,
-    /// The TCP peer (Traefik), when `X-Forwarded-For` says nothing usable.
-    pub peer: IpAddr,
-    pub credential: Credential<'a>,
-    /// The request's `Cookie` header, to be passed on without roost's own.
-    pub cookie: Option<&'a HeaderValue>,
-    /// Where Traefik will send the request (`/auth?upstream=`), if it said.
-    pub upstream: Option<SocketAddr>,
-    /// What kind of client asks, for how to send it to sign in (read from
-    /// the headers only when needed, unless set).
-    pub client: Option<ClientKind>,
-    /// The path and query the client asked for (else `X-Forwarded-Uri`).
-    pub uri: Option<&'a str>,
-    headers: &'a HeaderMap,
-}
-
-/// How a client without credentials is sent to sign in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientKind {
-    /// A browser navigating (GET/HEAD accepting HTML): 302 to sign-in.
-    Navigation,
-    /// A browser submitting (another method, accepting HTML): 303.
-    Submission,
-    /// An API client or a script (XHR): 401.
-    Api,
-}
-
-impl ClientKind {
-    pub fn of(method: Option<&[u8]>, headers: &HeaderMap) -> Self {
-        let html = headers
-            .get(http::header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/html"));
-        if !html || headers.contains_key("x-requested-with") {
-            return ClientKind::Api;
-        }
-        match method {
-            None | Some(b"GET" | b"HEAD") => ClientKind::Navigation,
-            Some(_) => ClientKind::Submission,
-        }
-    }
-}
-
-/// The caller's credential, as presented.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Credential<'a> {
-    None,
-    Bearer(&'a str),
-    /// A browser's session cookie (only when there is no `Authorization`).
-    Session(&'a str),
-    /// An `Authorization` header that is not a bearer token.
-    Unsupported,
-}
-
-impl<'a> AuthRequest<'a> {
-    pub fn from_headers(headers: &'a HeaderMap, peer: IpAddr) -> Self {
-        let host = headers
-            .get(X_FORWARDED_HOST)
-            .or_else(|| headers.get(http::header::HOST))
-            .and_then(|v| v.to_str().ok())
-            .and_then(crate::host::normalize);
-        let credential = match headers.get(AUTHORIZATION).map(HeaderValue::as_bytes) {
-            None => match cookie_value(headers.get(COOKIE), SESSION_COOKIE) {
-                Some(v) if !v.is_empty() => Credential::Session(v),
-                _ => Credential::None,
-            },
-            Some(v) if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") => match std::str::from_utf8(&v[7..]) {
-                Ok(token) if !token.trim().is_empty() => Credential::Bearer(token.trim()),
-                Ok(_) => Credential::None,
-                Err(_) => Credential::Unsupported,
-            },
-            Some(v) if v.trim_ascii().eq_ignore_ascii_case(b"bearer") || v.trim_ascii().is_empty() => Credential::None,
-            Some(_) => Credential::Unsupported,
-        };
-        AuthRequest {
-            host,
-            peer,
-            credential,
-            cookie: headers.get(COOKIE),
-            upstream: None,
-            client: None,
-            uri: None,
-            headers,
-        }
-    }
-
-    /// The client's address: the entry `hops` before the last one in
-    /// `X-Forwarded-For` (Traefik appends the address it saw; each trusted
-    /// proxy in front of it appended one more), else the TCP peer. Read only
-    /// when a limit needs it, never on the cached hot path.
-    pub fn client_ip(&self, hops: u32) -> IpAddr {
-        let mut entries = self
-            .headers
-            .get_all(X_FORWARDED_FOR)
-            .iter()
-            .rev()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.rsplit(','));
-        let mut found = None;
-        for _ in 0..=hops {
-            match entries.next() {
-                Some(entry) => found = Some(entry),
-                None => break,
-            }
-        }
-        found.and_then(|ip| ip.trim().parse().ok()).unwrap_or(self.peer)
-    }
-
-    /// Reads `upstream=` from `/auth`'s own query string.
-    pub fn with_upstream(mut self, query: Option<&str>) -> Self {
-        self.upstream = query
-            .into_iter()
-            .flat_map(|q| q.split('&'))
-            .find_map(|kv| kv.strip_prefix("upstream="))
-            .and_then(|v| v.parse().ok());
-        self
-    }
-}
 
 /// An authorized request: who, for which workspace, and where it answers
 /// (`None` without a container runtime).
@@ -218,32 +95,22 @@ impl ForwardAuth {
     /// For a browser without credentials: the redirect to sign in, back to
     /// the page it asked for. Built from the configured origin and the
     /// validated workspace host, never from unvalidated headers.
-    pub fn sign_in(&self, req: &AuthRequest<'_>, err: &HttpError) -> Option<Response<Body>> {
+    pub fn sign_in(&self, req: &Parsed<'_>, err: &HttpError) -> Option<Response<Body>> {
         let stale_session = matches!(err, HttpError::Unauthenticated(AuthError::Session(_)));
         if !matches!(err, HttpError::Unauthenticated(AuthError::Missing)) && !stale_session {
             return None;
         }
-        let client = req.client.unwrap_or_else(|| {
-            ClientKind::of(
-                req.headers.get("x-forwarded-method").map(HeaderValue::as_bytes),
-                req.headers,
-            )
-        });
-        let status = match client {
+        let status = match req.client() {
             ClientKind::Navigation => http::StatusCode::FOUND,
             ClientKind::Submission => http::StatusCode::SEE_OTHER,
             ClientKind::Api => return None,
         };
         let host = req.host.as_deref().filter(|h| self.workspace_of(h).is_some())?;
-        let uri = req
-            .uri
-            .or_else(|| req.headers.get("x-forwarded-uri").and_then(|v| v.to_str().ok()));
-        let path = uri
+        let path = req
+            .asked_uri()
             .filter(|u| u.starts_with('/') && !u.starts_with("//"))
             .unwrap_or("/");
-        let back = self.origin.host_url(host, path);
-        let location = self.origin.url(&format!("/_roost/login?rd={}", encode(&back)));
-        let mut resp = crate::auth::login::redirect(status, &location);
+        let mut resp = redirect(status, &self.origin.sign_in_url(&self.origin.host_url(host, path)));
         if let (true, Some(sessions)) = (stale_session, &self.sessions) {
             resp.headers_mut()
                 .append(http::header::SET_COOKIE, sessions.clear_cookie());
@@ -272,14 +139,14 @@ impl ForwardAuth {
 
     /// Decides one forwarded request, waiting for a starting workspace at
     /// most `workspace.auth_wait`.
-    pub async fn decide<'r>(&self, req: &'r AuthRequest<'_>) -> Result<Allowed<'r>, HttpError> {
+    pub async fn decide<'r>(&self, req: &'r Parsed<'_>) -> Result<Allowed<'r>, HttpError> {
         self.decide_within(req, self.auth_wait).await
     }
 
     /// Decides one request, waiting for a starting workspace at most `wait`.
     pub async fn decide_within<'r>(
         &self,
-        req: &'r AuthRequest<'_>,
+        req: &'r Parsed<'_>,
         wait: std::time::Duration,
     ) -> Result<Allowed<'r>, HttpError> {
         let workspace = req
@@ -320,7 +187,7 @@ impl ForwardAuth {
     /// signature check of a token not verified before (counted when it
     /// fails). Missing credentials, session cookies and cached tokens never
     /// count, and are never refused for their address ([`crate::limits`]).
-    pub async fn authenticate(&self, req: &AuthRequest<'_>) -> Result<Authenticated, HttpError> {
+    pub async fn authenticate(&self, req: &Parsed<'_>) -> Result<Authenticated, HttpError> {
         let bearer = |identity| Authenticated {
             identity,
             set_cookie: None,
@@ -379,19 +246,14 @@ impl ForwardAuth {
 
 /// `GET /auth`: 200 with the identity headers, a browser sent to sign in,
 /// or the refusal.
-pub async fn handle(fa: &ForwardAuth, req: &AuthRequest<'_>) -> Result<Response<Body>, HttpError> {
+pub async fn handle(fa: &ForwardAuth, req: &Parsed<'_>) -> Result<Response<Body>, HttpError> {
     let allowed = match fa.decide(req).await {
         Ok(allowed) => allowed,
         Err(e) => return fa.sign_in(req, &e).ok_or(e),
     };
     let mut resp = Response::new(full(Bytes::new()));
     let headers = resp.headers_mut();
-    headers.insert(X_ROOST_USER, allowed.identity.user_header.clone());
-    // A slug is a DNS label, always a valid header value.
-    if let Ok(ws) = HeaderValue::from_str(allowed.workspace) {
-        headers.insert(X_ROOST_WORKSPACE, ws);
-    }
-    headers.insert(X_ROOST_EMAIL, allowed.identity.email_header.clone());
+    identity_headers(headers, &allowed.identity, allowed.workspace);
     if let Some(cookie) = workspace_cookie(req.cookie) {
         headers.insert(COOKIE, cookie);
     }
@@ -400,6 +262,17 @@ pub async fn handle(fa: &ForwardAuth, req: &AuthRequest<'_>) -> Result<Response<
         headers.insert(http::header::SET_COOKIE, set_cookie);
     }
     Ok(resp)
+}
+
+/// Sets `X-Roost-User`, `X-Roost-Workspace` and `X-Roost-Email`: what
+/// Traefik copies from `/auth`'s answer, and the fallback proxy sends.
+pub fn identity_headers(headers: &mut HeaderMap, identity: &Identity, workspace: &str) {
+    headers.insert(X_ROOST_USER, identity.user_header.clone());
+    // A slug is a DNS label, always a valid header value.
+    if let Ok(ws) = HeaderValue::from_str(workspace) {
+        headers.insert(X_ROOST_WORKSPACE, ws);
+    }
+    headers.insert(X_ROOST_EMAIL, identity.email_header.clone());
 }
 
 /// The `Cookie` header a workspace may see: the request's, minus roost's
@@ -424,33 +297,6 @@ pub fn workspace_cookie(cookie: Option<&HeaderValue>) -> Option<HeaderValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn credentials_and_client_address_are_read_from_forwarded_headers() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            "x-forwarded-host",
-            HeaderValue::from_static("Alice.WS.example.com:8443"),
-        );
-        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1, 203.0.113.9"));
-        h.insert("authorization", HeaderValue::from_static("Bearer abc.def.ghi"));
-        let peer: IpAddr = "127.0.0.1".parse().unwrap();
-        let r = AuthRequest::from_headers(&h, peer);
-        assert_eq!(r.host.as_deref(), Some("alice.ws.example.com"));
-        assert_eq!(r.client_ip(0), "203.0.113.9".parse::<IpAddr>().unwrap());
-        // Behind one more proxy (a load balancer), the entry before.
-        assert_eq!(r.client_ip(1), "10.0.0.1".parse::<IpAddr>().unwrap());
-        assert_eq!(r.client_ip(5), "10.0.0.1".parse::<IpAddr>().unwrap());
-        assert_eq!(r.credential, Credential::Bearer("abc.def.ghi"));
-
-        h.insert("authorization", HeaderValue::from_static("Basic dXNlcjpwYXNz"));
-        h.remove("x-forwarded-for");
-        let r = AuthRequest::from_headers(&h, peer);
-        assert_eq!(r.credential, Credential::Unsupported);
-        assert_eq!(r.client_ip(0), peer);
-        h.insert("authorization", HeaderValue::from_static("Bearer "));
-        assert_eq!(AuthRequest::from_headers(&h, peer).credential, Credential::None);
-    }
 
     #[test]
     fn roost_cookies_never_reach_the_workspace() {

@@ -3,15 +3,23 @@
 //! Traefik's forwardAuth asks roost on every request whether it may pass;
 //! Traefik's HTTP provider polls roost for routes. See `DESIGN.md`.
 //!
-//! Map of the crate:
+//! Map of the crate (imports point down it, never back: [`response`] and
+//! [`request`] below the handlers, the handlers below [`server`]):
 //!
 //! - [`config`]: the TOML file and `ROOST_*` secrets → a validated [`Config`];
 //!   every bad key reported at once.
-//! - [`app`]: builds the components from the config; [`app::run`] owns the
-//!   listener and background tasks and drains on shutdown.
+//! - [`app`]: builds the components from the config; starts and stops the
+//!   background tasks.
 //! - [`server`]: the two listeners (public: the fallback proxy and pages;
 //!   internal: `/auth`, `/traefik`, `/metrics`, probes), connection limits
-//!   (408/431), routing of roost's own paths.
+//!   (408/431), [`server::run`] (serve, then drain), and [`server::handle`],
+//!   the router by listener and host, over any request body.
+//! - [`request`]: the request parsed once ([`request::Parsed`]: normalised
+//!   host, credential, client kind, asked-for path, client address), read by
+//!   `/auth`, the proxy and the pages alike.
+//! - [`response`]: a leaf: bodies, text/JSON/HTML answers with roost's
+//!   security headers and CSP, redirects, HTML escaping, constant-time
+//!   compares.
 //! - [`host`]: host names normalised once (case, port, trailing dot, IDNA,
 //!   IP literals), the same way for routing, authorization and rendering.
 //! - [`forward_auth`]: the `/auth` decision: host → workspace, caller,
@@ -22,7 +30,7 @@
 //! - [`public_url`]: absolute URLs from the configured public origin, and
 //!   which redirect targets are safe.
 //! - [`pages`]: the bare domain: landing, sign-in endpoints, the user's
-//!   status page and JSON API, security headers.
+//!   status page and JSON API, the forms' token check.
 //! - [`slug`]: claim value → workspace name.
 //! - [`clock`]: wall-clock seconds for expiry and labels.
 //! - [`limits`]: governor rate limits per address and per user.
@@ -47,6 +55,8 @@ pub mod metrics;
 pub mod pages;
 pub mod proxy;
 pub mod public_url;
+pub mod request;
+pub mod response;
 pub mod server;
 pub mod slug;
 pub mod traefik;

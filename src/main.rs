@@ -93,7 +93,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))
     };
-    let listeners = roost::app::Listeners {
+    let listeners = roost::server::Listeners {
         public: bind(listen).await?,
         internal: bind(internal_listen).await?,
     };
@@ -102,7 +102,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         internal = %listeners.internal.local_addr()?,
         "roost listening"
     );
-    roost::app::run(app, listeners, shutdown_signal()).await?;
+    roost::server::run(app, listeners, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

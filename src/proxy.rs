@@ -23,7 +23,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
-use hyper::body::Incoming;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -32,11 +34,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Identity;
 use crate::config::LimitsConfig;
-use crate::error::{full, text_response, Body, HttpError};
-use crate::forward_auth::{
-    workspace_cookie, AuthRequest, ClientKind, ForwardAuth, X_ROOST_EMAIL, X_ROOST_USER, X_ROOST_WORKSPACE,
-};
+use crate::error::HttpError;
+use crate::forward_auth::{identity_headers, workspace_cookie, ForwardAuth};
 use crate::metrics::Metrics;
+use crate::request::{BoxError, ClientKind, Parsed, RequestBody};
+use crate::response::{self, full, Body};
 use crate::workspace::RuntimeError;
 use headers::{strip_hop_by_hop, strip_roost_headers, wants_upgrade};
 use tunnel::{Ended, Tunnels};
@@ -47,8 +49,11 @@ const WAIT_POLL: Duration = Duration::from_secs(10);
 /// What a user over `limits.tunnels_per_user` is told to wait.
 const TUNNEL_RETRY_AFTER_SECS: u32 = 5;
 
+/// What the proxy forwards: the client's body, whatever its type.
+type Forwarded = UnsyncBoxBody<Bytes, BoxError>;
+
 pub struct Proxy {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, Forwarded>,
     /// Upgraded connections (WebSockets) being relayed.
     tunnels: TaskTracker,
     /// Open tunnels per user, and their idle timeout.
@@ -79,55 +84,43 @@ impl Proxy {
     }
 }
 
-/// A browser navigating (GET/HEAD that accepts HTML), as opposed to an API
-/// client or a script.
-pub fn is_browser_navigation(req: &Request<Incoming>) -> bool {
-    let accepts_html = req
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"));
-    let xhr = req.headers().get("x-requested-with").is_some();
-    matches!(*req.method(), http::Method::GET | http::Method::HEAD) && accepts_html && !xhr
-}
-
-/// Serves one request for a workspace host.
-pub async fn handle(proxy: &Proxy, fa: &ForwardAuth, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let browser = is_browser_navigation(&req);
+/// Serves one request for a workspace host (`upgrade`: the connection's
+/// upgrade, when hyper offered one).
+pub async fn handle<B: RequestBody>(
+    proxy: &Proxy,
+    fa: &ForwardAuth,
+    req: &Parsed<'_>,
+    body: B,
+    upgrade: Option<OnUpgrade>,
+) -> Response<Body> {
+    let browser = req.client() == ClientKind::Navigation;
     let wait = if browser { Duration::ZERO } else { fa.auth_wait() };
-    let decided = {
-        let mut auth = AuthRequest::from_headers(req.headers(), peer.ip());
-        auth.client = Some(ClientKind::of(Some(req.method().as_str().as_bytes()), req.headers()));
-        auth.uri = req.uri().path_and_query().map(|p| p.as_str());
-        match fa.decide_within(&auth, wait).await {
-            Ok(allowed) => Ok((
-                allowed.identity,
-                allowed.workspace.to_string(),
-                allowed.address,
-                allowed.set_cookie,
-            )),
-            Err(e) => match fa.sign_in(&auth, &e) {
-                Some(redirect) => return redirect,
-                None => Err(e),
-            },
+    let (identity, workspace, address, set_cookie) = match fa.decide_within(req, wait).await {
+        Ok(allowed) => (
+            allowed.identity,
+            allowed.workspace.to_string(),
+            allowed.address,
+            allowed.set_cookie,
+        ),
+        Err(e) => {
+            if let Some(redirect) = fa.sign_in(req, &e) {
+                return redirect;
+            }
+            return match e {
+                HttpError::Runtime(RuntimeError::NotReady { .. }) if browser => {
+                    let workspace = req.host.as_deref().and_then(|h| fa.workspace_of(h));
+                    starting_page(workspace.unwrap_or(""), fa.origin().is_https())
+                }
+                e => e.into_response(),
+            };
         }
-    };
-    let (identity, workspace, address, set_cookie) = match decided {
-        Ok(ok) => ok,
-        Err(HttpError::Runtime(RuntimeError::NotReady { .. })) if browser => {
-            let host = req
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("");
-            return starting_page(host.split('.').next().unwrap_or(""), fa.origin().is_https());
-        }
-        Err(e) => return e.into_response(),
     };
     let Some(address) = address else {
         return HttpError::NotReady("no container runtime configured").into_response();
     };
-    let client_upgrade = wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+    // Without hyper's upgrade (not over a connection), one that fails.
+    let client_upgrade =
+        wants_upgrade(req.headers).then(|| upgrade.unwrap_or_else(|| hyper::upgrade::on(Request::new(()))));
     // Counted before the workspace is asked, so one over the cap is never proxied.
     let slot = match client_upgrade {
         Some(_) => match proxy.open_tunnels.open(&identity.sub) {
@@ -140,7 +133,7 @@ pub async fn handle(proxy: &Proxy, fa: &ForwardAuth, mut req: Request<Incoming>,
         },
         None => None,
     };
-    let upstream = match build_upstream(req, &identity, &workspace, address) {
+    let upstream = match build_upstream(req, body, &identity, &workspace, address) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
@@ -188,7 +181,7 @@ pub async fn handle(proxy: &Proxy, fa: &ForwardAuth, mut req: Request<Incoming>,
 
 /// 429 for an upgrade over `limits.tunnels_per_user`.
 fn too_many_tunnels() -> Response<Body> {
-    let mut resp = text_response(
+    let mut resp = response::text(
         StatusCode::TOO_MANY_REQUESTS,
         "too many open connections to your workspace; close one and retry",
     );
@@ -199,27 +192,32 @@ fn too_many_tunnels() -> Response<Body> {
 
 /// `GET /_roost/wait` on a workspace host: the starting page's long poll.
 /// 200 once ready; 202 with the current step while starting.
-pub async fn wait(fa: &ForwardAuth, req: &Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let auth = AuthRequest::from_headers(req.headers(), peer.ip());
-    match fa.decide_within(&auth, WAIT_POLL.min(fa.auth_wait())).await {
-        Ok(_) => text_response(StatusCode::OK, "ready"),
-        Err(HttpError::Runtime(RuntimeError::NotReady { .. })) => text_response(StatusCode::ACCEPTED, "starting"),
+pub async fn wait(fa: &ForwardAuth, req: &Parsed<'_>) -> Response<Body> {
+    match fa.decide_within(req, WAIT_POLL.min(fa.auth_wait())).await {
+        Ok(_) => response::text(StatusCode::OK, "ready"),
+        Err(HttpError::Runtime(RuntimeError::NotReady { .. })) => response::text(StatusCode::ACCEPTED, "starting"),
         Err(e) => e.into_response(),
     }
 }
 
-/// The request as the workspace receives it.
-fn build_upstream(
-    req: Request<Incoming>,
+/// The request as the workspace receives it: the client's, to the
+/// workspace's address, without roost's cookies, the bearer token or any
+/// hop-by-hop header, with the identity headers.
+fn build_upstream<B: RequestBody>(
+    req: &Parsed<'_>,
+    body: B,
     identity: &Identity,
     workspace: &str,
     address: SocketAddr,
-) -> Result<Request<Incoming>, HttpError> {
-    let upgrade = wants_upgrade(req.headers());
-    let (mut parts, body) = req.into_parts();
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    parts.uri = Uri::try_from(format!("http://{address}{path}")).map_err(|_| HttpError::NotFound)?;
-    let headers = &mut parts.headers;
+) -> Result<Request<Forwarded>, HttpError> {
+    let upgrade = wants_upgrade(req.headers);
+    let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut upstream = Request::new(body.map_err(Into::into).boxed_unsync());
+    *upstream.method_mut() = req.method.clone();
+    *upstream.version_mut() = req.version;
+    *upstream.uri_mut() = Uri::try_from(format!("http://{address}{path}")).map_err(|_| HttpError::NotFound)?;
+    let headers = upstream.headers_mut();
+    *headers = req.headers.clone();
     strip_hop_by_hop(headers, upgrade);
     // Any spelling of X-Roost-* a client sent: only roost's own values pass.
     strip_roost_headers(headers);
@@ -229,12 +227,8 @@ fn build_upstream(
     if let Some(cookie) = cookie {
         headers.insert(header::COOKIE, cookie);
     }
-    headers.insert(X_ROOST_USER, identity.user_header.clone());
-    if let Ok(ws) = HeaderValue::from_str(workspace) {
-        headers.insert(X_ROOST_WORKSPACE, ws);
-    }
-    headers.insert(X_ROOST_EMAIL, identity.email_header.clone());
-    Ok(Request::from_parts(parts, body))
+    identity_headers(headers, identity, workspace);
+    Ok(upstream)
 }
 
 const STARTING_SCRIPT: &str = r#"
@@ -257,7 +251,7 @@ poll();
 /// moment the workspace is ready (a long poll, not a fixed refresh).
 fn starting_page(workspace: &str, https: bool) -> Response<Body> {
     static CSP: OnceLock<String> = OnceLock::new();
-    let csp = CSP.get_or_init(|| crate::pages::csp_with_script(STARTING_SCRIPT, "'self'"));
+    let csp = CSP.get_or_init(|| response::csp_with_script(STARTING_SCRIPT, "'self'"));
     let name: String = workspace
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
@@ -273,5 +267,65 @@ fn starting_page(workspace: &str, https: bool) -> Response<Body> {
          <p><code>{name}</code></p><p id=\"status\">Creating or waking its container…</p></main>\
          <script>{STARTING_SCRIPT}</script></body></html>"
     );
-    crate::pages::html_response(StatusCode::OK, html, csp, https)
+    response::html(StatusCode::OK, html, csp, https)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use http_body_util::Full;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_workspace_gets_the_request_with_roosts_identity_and_without_its_credentials() {
+        let req = Request::post("/lab/api?x=1")
+            .header("host", "alice.ws.example.com")
+            .header("authorization", "Bearer secret-token")
+            .header("cookie", "theme=dark; roost_session=sealed; roost_login_abc=x")
+            .header("x-roost-user", "root")
+            .header("x_roost_user", "root")
+            .header("connection", "keep-alive, x-hop")
+            .header("x-hop", "1")
+            .header("accept", "application/json")
+            .body(())
+            .unwrap();
+        let (head, ()) = req.into_parts();
+        let parsed = Parsed::direct(&head, IpAddr::from([10, 0, 0, 2]));
+        let identity = Identity::new("alice", "alice", Some("alice@example.com".into()), false, u64::MAX).unwrap();
+        let address: SocketAddr = "172.18.0.5:8888".parse().unwrap();
+        let body = Full::new(Bytes::from_static(b"{\"a\":1}"));
+        let upstream = build_upstream(&parsed, body, &identity, "alice", address).unwrap();
+        assert_eq!(upstream.method(), http::Method::POST);
+        assert_eq!(upstream.uri(), "http://172.18.0.5:8888/lab/api?x=1");
+        let h = upstream.headers();
+        assert_eq!(h["host"], "alice.ws.example.com");
+        assert_eq!(h["cookie"], "theme=dark");
+        assert_eq!(h["x-roost-user"], "alice");
+        assert_eq!(h["x-roost-workspace"], "alice");
+        assert_eq!(h["x-roost-email"], "alice@example.com");
+        assert_eq!(h["accept"], "application/json");
+        for gone in ["authorization", "x_roost_user", "connection", "x-hop"] {
+            assert!(!h.contains_key(gone), "{gone} forwarded");
+        }
+        assert_eq!(h.get_all("x-roost-user").iter().count(), 1);
+        let body = upstream.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"{\"a\":1}");
+    }
+
+    #[tokio::test]
+    async fn the_starting_page_names_only_a_label_and_allows_only_its_own_script() {
+        let resp = starting_page("alice<script>", true);
+        let h = resp.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'sha256-") && csp.contains("connect-src 'self'"),
+            "{csp}"
+        );
+        assert!(h.contains_key("strict-transport-security"));
+        assert_eq!(h["cache-control"], "no-store");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("<code>alicescript</code>"));
+    }
 }

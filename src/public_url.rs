@@ -70,6 +70,11 @@ impl PublicOrigin {
         }
     }
 
+    /// The sign-in page, returning to `back` (an absolute URL) afterwards.
+    pub fn sign_in_url(&self, back: &str) -> String {
+        self.url(&format!("/_roost/login?rd={}", encode(back)))
+    }
+
     /// A workspace's front page.
     pub fn workspace_url(&self, slug: &str) -> String {
         self.host_url(&format!("{slug}.{}", self.domain), "/")

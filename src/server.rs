@@ -1,7 +1,9 @@
 //! The HTTP listeners: accept connections, serve each with hyper's HTTP/1
 //! (keep-alive, header-read timeout answered 408, header-size limit answered
-//! 431), route roost's own paths, and drain on shutdown: no new
+//! 431), route roost's own paths ([`handle`], over any request body, so
+//! tests drive it without a socket), and drain on shutdown: no new
 //! connections, in-flight requests finish within `server.shutdown_grace`.
+//! [`run`] serves both listeners around the app's background tasks.
 //!
 //! There are two, and what one serves the other never does: the public
 //! listener (what Traefik's routers forward to: the fallback proxy and
@@ -11,16 +13,19 @@
 mod conn;
 mod routes;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::App;
+pub use routes::handle;
 
 /// Which of roost's two listeners a connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,13 +36,42 @@ pub enum Listener {
     Internal,
 }
 
+/// roost's two bound listeners.
+pub struct Listeners {
+    /// `listen`: the fallback proxy and pages.
+    pub public: TcpListener,
+    /// `internal_listen`: `/auth`, `/traefik`, `/metrics`, probes.
+    pub internal: TcpListener,
+}
+
+/// Serves on both listeners until `shutdown` completes, then drains
+/// requests and stops every background task.
+pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    let stop = CancellationToken::new();
+    let background = app.start_background(&stop);
+    // The listeners run as tasks on the runtime's workers, like the
+    // connections they spawn: no cross-thread wake-up per connection.
+    let flatten =
+        |r: Result<std::io::Result<()>, tokio::task::JoinError>| r.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    let mut servers = JoinSet::new();
+    servers.spawn(serve(listeners.public, Listener::Public, app.clone(), stop.clone()));
+    servers.spawn(serve(listeners.internal, Listener::Internal, app.clone(), stop.clone()));
+    let mut result = Ok(());
+    tokio::select! {
+        // A listener ended on its own: stop everything.
+        Some(r) = servers.join_next() => result = flatten(r),
+        () = shutdown => tracing::info!("shutting down"),
+    }
+    stop.cancel();
+    while let Some(r) = servers.join_next().await {
+        result = result.and(flatten(r));
+    }
+    app.shutdown(background).await;
+    result
+}
+
 /// Serves `listener` until `stop` is cancelled, then drains.
-pub async fn serve(
-    listener: TcpListener,
-    role: Listener,
-    app: Arc<App>,
-    stop: CancellationToken,
-) -> std::io::Result<()> {
+async fn serve(listener: TcpListener, role: Listener, app: Arc<App>, stop: CancellationToken) -> std::io::Result<()> {
     let server = &app.config.server;
     let mut builder = http1::Builder::new();
     builder

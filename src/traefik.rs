@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 
+use crate::auth::session::SESSION_COOKIE;
 use crate::config::{RoutingConfig, Scheme};
 use crate::forward_auth::{X_ROOST_EMAIL, X_ROOST_USER, X_ROOST_WORKSPACE};
 use crate::workspace::registry::Registry;
@@ -60,14 +61,15 @@ pub fn render(routing: &RoutingConfig, ready: &[(Arc<str>, SocketAddr)]) -> Byte
     .unwrap_or_default();
     let roost_url = &routing.roost_url;
     let mut out = String::with_capacity(1024 + ready.len() * 640);
-    let forward_auth = |out: &mut String, name: &str, address: &str| {
-        let _ = write!(
-            out,
-            r#"{}:{{"forwardAuth":{{"addAuthCookiesToResponse":["roost_session"],"address":{},"authResponseHeaders":{auth_headers},"authResponseHeadersRegex":{ALIAS_REGEX_JSON},"maxResponseBodySize":{AUTH_RESPONSE_CAP},"trustForwardHeader":false}}}}"#,
-            q(name),
-            q(address)
-        );
-    };
+    // The forwardAuth middleware, written once: what comes before its
+    // address and what comes after.
+    let auth_head = format!(
+        r#"{{"forwardAuth":{{"addAuthCookiesToResponse":[{}],"address":"#,
+        q(SESSION_COOKIE)
+    );
+    let auth_tail = format!(
+        r#","authResponseHeaders":{auth_headers},"authResponseHeadersRegex":{ALIAS_REGEX_JSON},"maxResponseBodySize":{AUTH_RESPONSE_CAP},"trustForwardHeader":false}}}}"#
+    );
     let router = |out: &mut String, name: &str, rule: &str, priority: u32, service: &str, middleware: Option<&str>| {
         let _ = write!(out, r#"{}:{{"entryPoints":{entry_points}"#, q(name));
         if let Some(m) = middleware {
@@ -90,7 +92,12 @@ pub fn render(routing: &RoutingConfig, ready: &[(Arc<str>, SocketAddr)]) -> Byte
     let domain_inner = &domain_json[1..domain_json.len() - 1];
     out.push_str(r#"{"http":{"middlewares":{"#);
     let auth_url = &routing.auth_url;
-    forward_auth(&mut out, AUTH_MIDDLEWARE, &format!("{auth_url}/auth"));
+    let _ = write!(
+        out,
+        "{}:{auth_head}{}{auth_tail}",
+        q(AUTH_MIDDLEWARE),
+        q(&format!("{auth_url}/auth"))
+    );
     for (slug, addr) in &ready {
         // Each workspace's forwardAuth names the address Traefik will send
         // the request to, so roost says yes only while that is still the
@@ -98,7 +105,7 @@ pub fn render(routing: &RoutingConfig, ready: &[(Arc<str>, SocketAddr)]) -> Byte
         // port another container may now hold) gets 503, never a 2xx.
         let _ = write!(
             out,
-            r#","{AUTH_MIDDLEWARE}-{slug}":{{"forwardAuth":{{"addAuthCookiesToResponse":["roost_session"],"address":{auth_open}/auth?upstream={addr}","authResponseHeaders":{auth_headers},"authResponseHeadersRegex":{ALIAS_REGEX_JSON},"maxResponseBodySize":{AUTH_RESPONSE_CAP},"trustForwardHeader":false}}}}"#
+            r#","{AUTH_MIDDLEWARE}-{slug}":{auth_head}{auth_open}/auth?upstream={addr}"{auth_tail}"#
         );
     }
     out.push_str(r#"},"routers":{"#);
@@ -246,6 +253,11 @@ mod tests {
         assert_eq!(text.matches(sorted).count(), 3, "{text}");
         assert_eq!(fa["address"], "http://roost:8081/auth");
         assert_eq!(fa["trustForwardHeader"], false);
+        assert_eq!(fa["addAuthCookiesToResponse"], json!(["roost_session"]));
+        // Every workspace's copy is the same middleware but for its address.
+        let mut copy = http["middlewares"]["roost-auth-bob"]["forwardAuth"].clone();
+        copy["address"] = fa["address"].clone();
+        assert_eq!(&copy, fa);
         for h in [
             "X-Roost-User",
             "X-Roost-Workspace",

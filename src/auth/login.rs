@@ -14,9 +14,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use cookie::Cookie;
-use http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE};
+use http::header::SET_COOKIE;
 use http::{HeaderValue, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -26,8 +25,8 @@ use super::session::{cookies, random_token, Sessions};
 use super::{AuthError, Verifier};
 use crate::clock::now_secs;
 use crate::config::{Config, Secret};
-use crate::error::{full, Body};
 use crate::public_url::{encode, PublicOrigin};
+use crate::response::{redirect, Body};
 
 /// Names of the per-attempt state cookies start with this.
 pub const LOGIN_COOKIE_PREFIX: &str = "roost_login_";
@@ -344,18 +343,4 @@ fn cookie_name(state: &str) -> String {
         .take(12)
         .collect();
     format!("{LOGIN_COOKIE_PREFIX}{prefix}")
-}
-
-/// A redirect nobody caches. Locations are built from the configured origin
-/// or validated, so they are header-safe; anything else falls back to `/`.
-pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
-    let mut resp = Response::new(full(Bytes::new()));
-    *resp.status_mut() = status;
-    let headers = resp.headers_mut();
-    headers.insert(
-        LOCATION,
-        HeaderValue::from_str(location).unwrap_or_else(|_| HeaderValue::from_static("/")),
-    );
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
 }

@@ -6,7 +6,7 @@
 //! still accepted and re-sealed with the current key. Expiry slides: a
 //! session used in the second half of `session.lifetime` is re-issued, up to
 //! `session.max_age` after sign-in. The same sealing protects the
-//! short-lived sign-in state cookies ([`super::login`]).
+//! short-lived sign-in state cookies of [`crate::auth::Login`].
 
 use std::time::Duration;
 

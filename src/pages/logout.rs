@@ -3,25 +3,24 @@
 //! /_roost/logout` with that token ends the session, so another site can
 //! neither link nor post anyone out.
 
-use std::net::SocketAddr;
-
 use http::header;
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
+use http::{Response, StatusCode};
 
-use super::status::check_form_token;
-use super::{caller, escape, html_response, page_csp, signed_out, STYLE};
+use super::form::check_form_token;
+use super::{caller, sign_out_csp, signed_out};
 use crate::app::App;
 use crate::auth::LoginError;
-use crate::error::{Body, HttpError};
+use crate::error::HttpError;
+use crate::request::{Parsed, RequestBody};
+use crate::response::{self, escape, Body, STYLE};
 
 /// `GET /_roost/logout`: the sign-out button for a browser session; "you
 /// are signed out" for anyone else.
-pub(super) async fn page(app: &App, req: &Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, HttpError> {
+pub(super) async fn page(app: &App, req: &Parsed<'_>) -> Result<Response<Body>, HttpError> {
     if app.login.is_none() {
         return Err(LoginError::NotConfigured.into());
     }
-    let c = match caller(app, req, peer).await {
+    let c = match caller(app, req).await {
         Ok(c) => c,
         Err(HttpError::Unauthenticated(_)) => return Ok(signed_out(app)),
         Err(e) => return Err(e),
@@ -42,26 +41,11 @@ pub(super) async fn page(app: &App, req: &Request<Incoming>, peer: SocketAddr) -
         token = escape(token),
     );
     let origin = app.forward_auth.origin();
-    let mut resp = html_response(StatusCode::OK, html, &csp(app), origin.is_https());
+    let mut resp = response::html(StatusCode::OK, html, &sign_out_csp(app), origin.is_https());
     if let Some(cookie) = c.set_cookie {
         resp.headers_mut().append(header::SET_COOKIE, cookie);
     }
     Ok(resp)
-}
-
-/// The CSP of a page with the sign-out button: [`page_csp`], with the
-/// provider's end-session origin allowed as a `form-action` (the button's
-/// POST is answered with a redirect there, which browsers check too).
-pub(super) fn csp(app: &App) -> String {
-    let extra: String = app
-        .login
-        .as_ref()
-        .map(|l| l.sign_out_origins())
-        .unwrap_or_default()
-        .iter()
-        .map(|o| format!(" {o}"))
-        .collect();
-    page_csp().replacen("form-action 'self'", &format!("form-action 'self'{extra}"), 1)
 }
 
 /// `POST /_roost/logout` with the form field `csrf`: the session's form
@@ -69,15 +53,19 @@ pub(super) fn csp(app: &App) -> String {
 /// the browser continues at the provider's end-session endpoint or the
 /// return page (303). Anything else is refused with 403 and signs nobody
 /// out.
-pub(super) async fn sign_out(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, HttpError> {
+pub(super) async fn sign_out<B: RequestBody>(
+    app: &App,
+    req: &Parsed<'_>,
+    body: B,
+) -> Result<Response<Body>, HttpError> {
     let login = app.login.as_ref().ok_or(LoginError::NotConfigured)?;
-    let c = match caller(app, &req, peer).await {
+    let c = match caller(app, req).await {
         Ok(c) => c,
         Err(HttpError::Unauthenticated(_)) => return Err(HttpError::Forbidden("not signed in")),
         Err(e) => return Err(e),
     };
     let expected = c.csrf.ok_or(HttpError::Forbidden("sign-out needs a browser session"))?;
-    check_form_token(req, &expected).await?;
+    check_form_token(req, body, &expected).await?;
     tracing::info!(target: "roost::audit", user = %c.identity.sub, "signed out");
     Ok(login.logout())
 }

@@ -3,29 +3,25 @@
 //! and start / stop / restart buttons (POST forms carrying the session's
 //! anti-CSRF token). Plain server-rendered HTML, no script.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use http::{Method, Response, StatusCode};
 
-use super::{caller, escape, html_response, to_sign_in, Caller, STYLE};
+use super::form::check_form_token;
+use super::{caller, perform, sign_out_csp, to_sign_in, Caller};
 use crate::app::App;
-use crate::error::{Body, HttpError};
+use crate::error::HttpError;
+use crate::request::{Parsed, RequestBody};
+use crate::response::{self, escape, redirect, Body, STYLE};
 use crate::workspace::status::Status;
 
-/// Largest form body accepted.
-const MAX_FORM_BYTES: usize = 4096;
-
 /// `GET /_roost/`.
-pub(super) async fn page(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, HttpError> {
-    if !matches!(*req.method(), Method::GET | Method::HEAD) {
-        return Err(HttpError::MethodNotAllowed);
+pub(super) async fn page(app: &App, req: &Parsed<'_>) -> Result<Response<Body>, HttpError> {
+    if !matches!(*req.method, Method::GET | Method::HEAD) {
+        return Err(HttpError::MethodNotAllowed("GET, HEAD"));
     }
-    let c = match caller(app, &req, peer).await {
+    let c = match caller(app, req).await {
         Ok(c) => c,
         Err(HttpError::Unauthenticated(_)) if app.login.is_some() => return Ok(to_sign_in(app, "/_roost/")),
         Err(e) => return Err(e),
@@ -40,7 +36,7 @@ pub(super) async fn page(app: &App, req: Request<Incoming>, peer: SocketAddr) ->
     let origin = app.forward_auth.origin();
     let html = render(&status, &logs, &origin.workspace_url(&slug), &c);
     // Its sign-out button's redirect must be an allowed form target.
-    let mut resp = html_response(StatusCode::OK, html, &super::logout::csp(app), origin.is_https());
+    let mut resp = response::html(StatusCode::OK, html, &sign_out_csp(app), origin.is_https());
     if let Some(cookie) = c.set_cookie {
         resp.headers_mut().append(header::SET_COOKIE, cookie);
     }
@@ -135,53 +131,17 @@ fn render(status: &Status, logs: &[String], workspace_url: &str, c: &Caller) -> 
 
 /// `POST /_roost/{start,stop,restart}` from the page's forms: the session's
 /// form token must come with it; then back to the page (303).
-pub(super) async fn action(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, HttpError> {
-    let c = caller(app, &req, peer).await?;
+pub(super) async fn action<B: RequestBody>(app: &App, req: &Parsed<'_>, body: B) -> Result<Response<Body>, HttpError> {
+    let c = caller(app, req).await?;
     let expected = c
         .csrf
-        .clone()
+        .as_deref()
         .ok_or(HttpError::Forbidden("forms need a browser session"))?;
-    let action = req.uri().path().trim_start_matches("/_roost/").to_string();
-    check_form_token(req, &expected).await?;
-    super::api::perform(app, &c, &action).await?;
-    let mut resp = crate::auth::login::redirect(StatusCode::SEE_OTHER, &app.forward_auth.origin().url("/_roost/"));
+    check_form_token(req, body, expected).await?;
+    perform(app, &c, req.path().trim_start_matches("/_roost/")).await?;
+    let mut resp = redirect(StatusCode::SEE_OTHER, &app.forward_auth.origin().url("/_roost/"));
     if let Some(cookie) = c.set_cookie {
         resp.headers_mut().append(header::SET_COOKIE, cookie);
     }
     Ok(resp)
-}
-
-/// Reads a posted form and checks its `csrf` field against the session's
-/// form token (constant time): every form of roost's pages carries it.
-pub(super) async fn check_form_token(req: Request<Incoming>, expected: &str) -> Result<(), HttpError> {
-    let body = read_form(req).await?;
-    let sent = url::form_urlencoded::parse(&body)
-        .find(|(k, _)| k == "csrf")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
-    if same(sent.as_bytes(), expected.as_bytes()) {
-        Ok(())
-    } else {
-        Err(HttpError::Forbidden("stale or missing form token; reload the page"))
-    }
-}
-
-async fn read_form(req: Request<Incoming>) -> Result<Bytes, HttpError> {
-    let form = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !form {
-        return Err(HttpError::BadRequest("expected a form"));
-    }
-    match Limited::new(req.into_body(), MAX_FORM_BYTES).collect().await {
-        Ok(body) => Ok(body.to_bytes()),
-        Err(_) => Err(HttpError::BadRequest("form too large or cut short")),
-    }
-}
-
-/// Constant-time equality for tokens.
-pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -1,110 +1,97 @@
-//! Routing of roost's own paths to their handlers, and the request metrics
-//! every answer is counted in.
+//! Routing of roost's own paths to their handlers, by the listener a
+//! request came in on and its host, and the request metrics every answer is
+//! counted in. The request is parsed here, once ([`Parsed`]), and every
+//! handler reads that.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use http::header::{HeaderValue, CONTENT_TYPE};
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
+use http::{Method, Request, Response, StatusCode};
+use hyper::upgrade::OnUpgrade;
 
 use crate::app::App;
-use crate::error::{full, text_response, Body, HttpError};
-use crate::forward_auth::{self, AuthRequest};
+use crate::error::HttpError;
+use crate::forward_auth;
 use crate::metrics::Endpoint;
+use crate::request::{Parsed, RequestBody};
+use crate::response::{self, full, redirect, Body};
 use crate::server::Listener;
 use crate::{pages, proxy};
 
-/// Answers one request to roost, by the listener it came in on.
-pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr, listener: Listener) -> Response<Body> {
-    match listener {
-        Listener::Public => public(app, req, peer).await,
-        Listener::Internal => internal(app, req, peer).await,
-    }
+/// Answers one request to roost, by the listener it came in on (`peer`:
+/// the TCP peer, Traefik). Any body will do: hyper's, or a test's.
+pub async fn handle<B: RequestBody>(
+    app: &App,
+    req: Request<B>,
+    peer: SocketAddr,
+    listener: Listener,
+) -> Response<Body> {
+    let started = Instant::now();
+    let (mut head, body) = req.into_parts();
+    let (endpoint, resp) = match listener {
+        Listener::Public => {
+            let upgrade = head.extensions.remove::<OnUpgrade>();
+            public(app, &Parsed::direct(&head, peer.ip()), body, upgrade).await
+        }
+        Listener::Internal => internal(app, &Parsed::forwarded(&head, peer.ip())).await,
+    };
+    app.metrics.request(endpoint, resp.status(), started.elapsed());
+    resp
 }
 
 /// The public listener: workspace hosts and the bare domain, nothing else
 /// (roost's internal endpoints do not exist here, under any host).
-async fn public(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let started = Instant::now();
-    let (endpoint, resp) = match host_kind(app, &req) {
-        HostKind::Workspace => {
-            let resp = match req.uri().path() {
-                "/_roost/wait" => proxy::wait(&app.forward_auth, &req, peer).await,
+async fn public<B: RequestBody>(
+    app: &App,
+    req: &Parsed<'_>,
+    body: B,
+    upgrade: Option<OnUpgrade>,
+) -> (Endpoint, Response<Body>) {
+    let fa = &app.forward_auth;
+    match req.host.as_deref() {
+        Some(host) if fa.workspace_of(host).is_some() => {
+            let resp = match req.path() {
+                "/_roost/wait" => proxy::wait(fa, req).await,
                 // roost's own pages live on the bare domain, where its cookies are set.
                 p @ ("/_roost/" | "/_roost/login" | "/_roost/logout") => {
-                    let origin = app.forward_auth.origin();
-                    let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
-                    let status = if req.method() == http::Method::POST {
+                    let query = req.query().map(|q| format!("?{q}")).unwrap_or_default();
+                    let status = if *req.method == Method::POST {
                         StatusCode::SEE_OTHER
                     } else {
                         StatusCode::FOUND
                     };
-                    crate::auth::login::redirect(status, &origin.url(&format!("{p}{query}")))
+                    redirect(status, &fa.origin().url(&format!("{p}{query}")))
                 }
                 p if p.starts_with("/_roost/") => HttpError::NotFound.into_response(),
-                _ => proxy::handle(&app.proxy, &app.forward_auth, req, peer).await,
+                _ => proxy::handle(&app.proxy, fa, req, body, upgrade).await,
             };
             (Endpoint::Proxy, resp)
         }
-        HostKind::Domain => (Endpoint::Pages, pages::handle(app, req, peer).await),
-        HostKind::Other => (Endpoint::Other, HttpError::NotFound.into_response()),
-    };
-    app.metrics.request(endpoint, resp.status(), started.elapsed());
-    resp
+        Some(host) if host == fa.origin().domain() => (Endpoint::Pages, pages::handle(app, req, body).await),
+        _ => (Endpoint::Other, HttpError::NotFound.into_response()),
+    }
 }
 
 /// The internal listener: what Traefik itself and operators ask.
-async fn internal(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let started = Instant::now();
-    let (endpoint, resp) = match req.uri().path() {
+async fn internal(app: &App, req: &Parsed<'_>) -> (Endpoint, Response<Body>) {
+    match req.path() {
         "/auth" => {
-            let auth = AuthRequest::from_headers(req.headers(), peer.ip()).with_upstream(req.uri().query());
-            let resp = forward_auth::handle(&app.forward_auth, &auth).await;
+            let resp = forward_auth::handle(&app.forward_auth, req).await;
             (Endpoint::Auth, resp.unwrap_or_else(HttpError::into_response))
         }
         "/traefik" => (Endpoint::Traefik, traefik(app)),
-        "/healthz" => (Endpoint::Healthz, text_response(StatusCode::OK, "ok")),
+        "/healthz" => (Endpoint::Healthz, response::text(StatusCode::OK, "ok")),
         "/readyz" => (Endpoint::Readyz, readyz(app)),
         "/metrics" => (Endpoint::Metrics, metrics(app)),
         _ => (Endpoint::Other, HttpError::NotFound.into_response()),
-    };
-    app.metrics.request(endpoint, resp.status(), started.elapsed());
-    resp
-}
-
-enum HostKind {
-    /// `<slug>.<domain>` itself (Traefik's fallback router passes the
-    /// original `Host`): the fallback proxy.
-    Workspace,
-    /// The bare domain: roost's pages.
-    Domain,
-    /// Anything else: not found.
-    Other,
-}
-
-fn host_kind(app: &App, req: &Request<Incoming>) -> HostKind {
-    let Some(host) = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .and_then(crate::host::normalize)
-    else {
-        return HostKind::Other;
-    };
-    if app.forward_auth.workspace_of(&host).is_some() {
-        HostKind::Workspace
-    } else if *host == *app.forward_auth.origin().domain() {
-        HostKind::Domain
-    } else {
-        HostKind::Other
     }
 }
 
 /// Ready once the provider's signing keys were loaded.
 fn readyz(app: &App) -> Response<Body> {
     if app.keys.is_loaded() {
-        text_response(StatusCode::OK, "ready")
+        response::text(StatusCode::OK, "ready")
     } else {
         HttpError::NotReady("signing keys not loaded yet").into_response()
     }

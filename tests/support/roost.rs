@@ -109,8 +109,8 @@ impl TestRoost {
         let runtime = runtime.unwrap_or_else(|| Arc::new(MemoryRuntime::new(([127, 0, 0, 1], 9).into())));
         let app = App::new(config, fetcher, runtime);
         let (tx, rx) = oneshot::channel();
-        let listeners = roost::app::Listeners { public, internal };
-        let task = tokio::spawn(roost::app::run(app.clone(), listeners, async {
+        let listeners = roost::server::Listeners { public, internal };
+        let task = tokio::spawn(roost::server::run(app.clone(), listeners, async {
             let _ = rx.await;
         }));
         TestRoost {
