@@ -19,7 +19,7 @@ use crate::public_url::PublicOrigin;
 use crate::traefik::RouteTable;
 use crate::workspace::registry::Registry;
 use crate::workspace::runtime::Runtime;
-use crate::workspace::{events, reaper, ReadinessGate};
+use crate::workspace::{events, reaper};
 
 /// Everything a request handler can reach.
 pub struct App {
@@ -54,7 +54,6 @@ impl App {
             metrics.clone(),
             Arc::new(SystemClock),
         );
-        let gate: Arc<dyn ReadinessGate> = Arc::new(workspaces.clone());
         let origin = PublicOrigin::new(&config.routing);
         let sessions = Sessions::new(&config.secrets, &config.session, &origin).map(Arc::new);
         let login = sessions.as_ref().and_then(|s| {
@@ -72,7 +71,7 @@ impl App {
             verifier.clone(),
             sessions,
             limits.clone(),
-            gate,
+            workspaces.clone(),
             metrics.clone(),
             config.server.trusted_hops,
         );

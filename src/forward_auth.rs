@@ -21,7 +21,8 @@ use crate::request::Parsed;
 pub use crate::request::{ClientKind, Credential, Parsed as AuthRequest};
 use crate::response::{full, redirect, Body};
 use crate::slug;
-use crate::workspace::{Gate, ReadinessGate};
+use crate::workspace::registry::Registry;
+use crate::workspace::Gate;
 
 pub const X_ROOST_USER: HeaderName = HeaderName::from_static("x-roost-user");
 pub const X_ROOST_WORKSPACE: HeaderName = HeaderName::from_static("x-roost-workspace");
@@ -31,13 +32,12 @@ pub const X_ROOST_EMAIL: HeaderName = HeaderName::from_static("x-roost-email");
 /// workspace.
 pub const ROOST_COOKIE_PREFIX: &str = "roost_";
 
-/// An authorized request: who, for which workspace, and where it answers
-/// (`None` without a container runtime).
+/// An authorized request: who, for which workspace, and where it answers.
 #[derive(Debug, Clone)]
 pub struct Allowed<'r> {
     pub identity: Arc<Identity>,
     pub workspace: &'r str,
-    pub address: Option<SocketAddr>,
+    pub address: SocketAddr,
     /// A renewed session cookie to hand back to the browser.
     pub set_cookie: Option<HeaderValue>,
 }
@@ -61,7 +61,7 @@ pub struct ForwardAuth {
     /// Browser sessions, when a cookie key is configured.
     sessions: Option<Arc<Sessions>>,
     limits: Arc<Limits>,
-    gate: Arc<dyn ReadinessGate>,
+    workspaces: Arc<Registry>,
     /// `workspace.auth_wait`, read once.
     auth_wait: std::time::Duration,
     /// `server.trusted_hops`: proxies in front of Traefik.
@@ -75,7 +75,7 @@ impl ForwardAuth {
         verifier: Arc<Verifier>,
         sessions: Option<Arc<Sessions>>,
         limits: Arc<Limits>,
-        gate: Arc<dyn ReadinessGate>,
+        workspaces: Arc<Registry>,
         metrics: Arc<Metrics>,
         trusted_hops: u32,
     ) -> Self {
@@ -86,8 +86,8 @@ impl ForwardAuth {
             verifier,
             sessions,
             limits,
-            auth_wait: gate.auth_wait(),
-            gate,
+            auth_wait: workspaces.config().auth_wait,
+            workspaces,
             metrics,
         }
     }
@@ -122,6 +122,7 @@ impl ForwardAuth {
         &self.origin
     }
 
+    /// Browser sessions, when a cookie key is configured.
     pub fn sessions(&self) -> Option<&Arc<Sessions>> {
         self.sessions.as_ref()
     }
@@ -164,12 +165,12 @@ impl ForwardAuth {
             self.metrics.rate_limited(Limit::AuthenticatedPerUser);
             return Err(HttpError::RateLimited("per user", wait));
         }
-        let address = match self.gate.check(&identity, workspace) {
+        let address = match self.workspaces.gate(&identity, workspace) {
             Gate::Ready(address) => address,
             Gate::Forbidden => return Err(HttpError::Forbidden("not your workspace")),
-            Gate::Pending => Some(self.gate.ensure_ready(&identity, workspace, wait).await?),
+            Gate::Pending => self.workspaces.ensure_ready(&identity, workspace, wait).await?,
         };
-        if let (Some(upstream), Some(address)) = (req.upstream, address) {
+        if let Some(upstream) = req.upstream {
             if upstream != address {
                 // Traefik's route is stale: the next poll fixes it.
                 return Err(HttpError::NotReady("your workspace moved; retry"));

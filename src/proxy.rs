@@ -115,9 +115,6 @@ pub async fn handle<B: RequestBody>(
             };
         }
     };
-    let Some(address) = address else {
-        return HttpError::NotReady("no container runtime configured").into_response();
-    };
     // Without hyper's upgrade (not over a connection), one that fails.
     let client_upgrade =
         wants_upgrade(req.headers).then(|| upgrade.unwrap_or_else(|| hyper::upgrade::on(Request::new(()))));

@@ -15,8 +15,9 @@ use futures_util::future::BoxFuture;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use roost::app::App;
-use roost::auth::{FetchError, KeyFetcher};
+use roost::auth::{FetchError, KeyFetcher, Sessions};
 use roost::config::Config;
+use roost::public_url::PublicOrigin;
 use roost::server::Listener;
 use roost::workspace::memory::MemoryRuntime;
 use serde_json::json;
@@ -135,7 +136,9 @@ fn bearer(user: &str) -> String {
 
 /// A browser session for `user`: its `Cookie` header and its form token.
 fn session(app: &App, user: &str) -> (String, String) {
-    let sessions = app.forward_auth.sessions().expect("sign-in configured");
+    // Sealed with the same key, as another replica of roost would.
+    let origin = PublicOrigin::new(&app.config.routing);
+    let sessions = Sessions::new(&app.config.secrets, &app.config.session, &origin).expect("a cookie key");
     let s = sessions.start(user, user, Some(format!("{user}@example.com")), false);
     let set_cookie = sessions.set_cookie(&s);
     let cookie = set_cookie.to_str().unwrap().split(';').next().unwrap().to_string();

@@ -38,6 +38,8 @@ pub use retire::Retire;
 
 use super::runtime::{FailReason, Runtime, Step};
 use super::spec::config_hash;
+use super::Gate;
+use crate::auth::Identity;
 use crate::clock::Clock;
 use crate::config::WorkspaceConfig;
 use crate::metrics::Metrics;
@@ -304,6 +306,25 @@ impl Registry {
     /// How long it has been ready (meaningful while it is).
     pub fn ready_for(&self, entry: &Entry) -> Duration {
         Duration::from_millis(self.now_ms().saturating_sub(entry.ready_since.load(Ordering::Relaxed)))
+    }
+
+    /// The hot path, answered from memory: whether `caller` may pass to
+    /// `workspace` now (recorded as use when it may).
+    pub fn gate(&self, caller: &Identity, workspace: &str) -> Gate {
+        let Some(entry) = self.get(workspace) else {
+            return Gate::Pending;
+        };
+        let Some(addr) = entry.phase().address() else {
+            return Gate::Pending;
+        };
+        match entry.owner.load().as_deref() {
+            Some(owner) if caller.may_use(owner) => {
+                self.touch(&entry);
+                Gate::Ready(addr)
+            }
+            Some(_) => Gate::Forbidden,
+            None => Gate::Pending,
+        }
     }
 
     /// The owner the engine's labels name (reconciliation, events).

@@ -13,7 +13,7 @@ use crate::config::{Config, Secrets, WorkspaceConfig};
 use crate::metrics::Metrics;
 use crate::workspace::memory::MemoryRuntime;
 use crate::workspace::runtime::{FailReason, RuntimeError};
-use crate::workspace::{events, reaper, Gate, ReadinessGate};
+use crate::workspace::{events, reaper, Gate};
 
 const ADDR: &str = "127.0.0.1:9";
 
@@ -158,8 +158,7 @@ async fn a_workspace_used_while_draining_is_kept() {
     assert!(matches!(f.phase(&alice), Phase::Draining(_)), "route withdrawn first");
     assert!(f.registry.ready().is_empty(), "not in the route table while draining");
     // A request through the fallback proxy while draining.
-    let gate: &dyn ReadinessGate = &f.registry;
-    assert!(matches!(gate.check(&alice, &alice.slug), Gate::Ready(Some(_))));
+    assert!(matches!(f.registry.gate(&alice, &alice.slug), Gate::Ready(_)));
     sleep(10).await;
     assert!(matches!(f.phase(&alice), Phase::Ready(_)));
     assert_eq!(f.runtime.stops(), 0);
@@ -306,8 +305,7 @@ async fn nobody_uses_or_sees_another_users_workspace() {
         .ensure_ready(&alice, &alice.slug, Duration::from_secs(1))
         .await
         .expect("ready");
-    let gate: &dyn ReadinessGate = &f.registry;
-    assert_eq!(gate.check(&mallory, &alice.slug), Gate::Forbidden);
+    assert_eq!(f.registry.gate(&mallory, &alice.slug), Gate::Forbidden);
     for refused in [
         f.registry
             .ensure_ready(&mallory, &alice.slug, Duration::from_secs(1))
