@@ -32,10 +32,13 @@
 //! - [`pages`]: the bare domain: landing, sign-in endpoints, the user's
 //!   status page and JSON API, the forms' token check.
 //! - [`slug`]: claim value → workspace name.
-//! - [`clock`]: wall-clock seconds for expiry and labels.
+//! - [`clock`]: wall-clock seconds for expiry and labels, and the [`clock::Clock`]
+//!   trait the registry reads them through (tests pause it).
 //! - [`limits`]: governor rate limits per address and per user.
-//! - [`workspace`]: the container runtime (Docker via bollard), the registry
-//!   (single-flight wake), the reaper, engine events, the status view.
+//! - [`workspace`]: the container runtime trait with its Docker (bollard)
+//!   and in-memory implementations, the registry (private state, one verb
+//!   per transition: single-flight spawn, drain and retire), the reaper,
+//!   engine events, the status view.
 //! - [`error`]: every refusal turned into its response, in one place.
 //! - [`traefik`]: `GET /traefik`, the dynamic configuration for Traefik's
 //!   HTTP provider, rendered on change and served from memory.
