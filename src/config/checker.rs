@@ -1,7 +1,6 @@
 //! Turns a [`RawConfig`] into a [`Config`], collecting every problem on the
 //! way with the dotted name of its key.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -10,6 +9,9 @@ use jsonwebtoken::Algorithm;
 use super::raw::RawConfig;
 use super::values::{parse_duration, parse_size, Lenient, Rate};
 use super::*;
+
+mod workspace;
+use workspace::workspace;
 
 #[derive(Default)]
 pub(super) struct Checker {
@@ -397,196 +399,6 @@ fn routing(raw: super::raw::RawRouting, internal_listen: Option<SocketAddr>, c: 
         auth_url: auth_url?,
         scheme: scheme?,
         public_port: public_port?,
-    })
-}
-
-fn workspace(raw: super::raw::RawWorkspace, default_network: &str, c: &mut Checker) -> Option<WorkspaceConfig> {
-    let image = c.non_empty("workspace.image", raw.image, None);
-    let command = c.optional("workspace.command", raw.command);
-    if command.as_ref().is_some_and(|cmd| cmd.is_empty()) {
-        c.error(
-            "workspace.command",
-            "must not be an empty list (leave it out to use the image's)",
-        );
-    }
-    let port = c
-        .value("workspace.port", raw.port, Some(8080))
-        .and_then(|p| match u16::try_from(p) {
-            Ok(p) if p > 0 => Some(p),
-            _ => {
-                c.error("workspace.port", format!("{p} is not a port (1 to 65535)"));
-                None
-            }
-        });
-    let env =
-        c.value("workspace.env", raw.env, Some(BTreeMap::new()))
-            .and_then(|env| {
-                let bad: Vec<_> = env
-                    .keys()
-                    .filter(|k| {
-                        k.is_empty()
-                            || k.starts_with(|ch: char| ch.is_ascii_digit())
-                            || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                            || k.starts_with("ROOST_")
-                    })
-                    .cloned()
-                    .collect();
-                if bad.is_empty() {
-                    Some(env)
-                } else {
-                    c.error(
-                "workspace.env",
-                format!("{bad:?}: names must be [A-Za-z_][A-Za-z0-9_]* and not start with ROOST_ (roost sets those)"),
-            );
-                    None
-                }
-            });
-    let volume_path = c.parsed("workspace.volume_path", raw.volume_path, Some("/data"), |s| {
-        if s.starts_with('/') && s != "/" && !s.contains(':') {
-            Ok(s.to_string())
-        } else {
-            Err(format!("{s:?} is not an absolute path below / inside the container"))
-        }
-    });
-    let cpus = c.value("workspace.cpus", raw.cpus, Some(1.0)).and_then(|n| {
-        if n.is_finite() && (0.01..=512.0).contains(&n) {
-            Some(n)
-        } else {
-            c.error("workspace.cpus", format!("{n} is out of range (0.01 to 512)"));
-            None
-        }
-    });
-    let memory = c
-        .parsed("workspace.memory", raw.memory, Some("1GiB"), parse_size)
-        .and_then(|m| {
-            if m >= 6 * 1024 * 1024 {
-                Some(m)
-            } else {
-                c.error(
-                    "workspace.memory",
-                    format!("{m} bytes is below the engine's minimum of 6MiB"),
-                );
-                None
-            }
-        });
-    let idle_timeout = c.duration("workspace.idle_timeout", raw.idle_timeout, "30m");
-    let max_lifetime = c.duration("workspace.max_lifetime", raw.max_lifetime, "24h");
-    let start_timeout = c.duration("workspace.start_timeout", raw.start_timeout, "60s");
-    if let (Some(idle), Some(life)) = (idle_timeout, max_lifetime) {
-        if life < idle {
-            c.error(
-                "workspace.max_lifetime",
-                format!(
-                    "{} is shorter than workspace.idle_timeout ({})",
-                    humantime::format_duration(life),
-                    humantime::format_duration(idle)
-                ),
-            );
-        }
-    }
-    let address = c.parsed("workspace.address", raw.address, Some("network"), |s| match s {
-        "network" => Ok(AddressMode::Network),
-        "published" => Ok(AddressMode::Published),
-        _ => Err(format!("{s:?} is not \"network\" or \"published\"")),
-    });
-    let network = c.parsed("workspace.network", raw.network, Some(default_network), |s| {
-        let ok = s.len() <= 64
-            && s.starts_with(|ch: char| ch.is_ascii_alphanumeric())
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-        match s {
-            "bridge" | "host" | "none" | "default" => Err(format!(
-                "{s:?} is one of Docker's own networks; workspaces need a bridge with inter-container traffic off (leave it out: roost creates {default_network:?})"
-            )),
-            _ if ok => Ok(s.to_string()),
-            _ => Err(format!("{s:?} is not a network name ([A-Za-z0-9][A-Za-z0-9_.-]*, at most 64)")),
-        }
-    });
-    let egress = c.value("workspace.egress", raw.egress, Some(false));
-    if address == Some(AddressMode::Published) && egress == Some(false) {
-        c.error(
-            "workspace.address",
-            "\"published\" needs workspace.egress = true: Docker publishes no port of an isolated (internal) network: use address = \"network\" (the default), or set workspace.egress = true",
-        );
-    }
-    let tmp_size = c
-        .parsed("workspace.tmp_size", raw.tmp_size, Some("256MiB"), parse_size)
-        .and_then(|n| {
-            if n >= 1024 * 1024 {
-                Some(n)
-            } else {
-                c.error("workspace.tmp_size", format!("{n} bytes is below 1MiB"));
-                None
-            }
-        });
-    let user = c.optional("workspace.user", raw.user);
-    let user_ok = |part: &str| {
-        !part.is_empty()
-            && !part.starts_with('-')
-            && part.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-    };
-    if let Some(u) = &user {
-        let (name, group) = u.split_once(':').map_or((u.as_str(), None), |(n, g)| (n, Some(g)));
-        if u.len() > 64 || !user_ok(name) || group.is_some_and(|g| !user_ok(g)) {
-            c.error(
-                "workspace.user",
-                format!("{u:?} is not a user like \"1000:1000\" or \"app\" (user[:group], names or numeric ids)"),
-            );
-        }
-    }
-    let read_only = c.value("workspace.read_only", raw.read_only, Some(false));
-    let max_running = c.count("workspace.max_running", raw.max_running, 100, 100_000);
-    let max_concurrent_spawns = c.count("workspace.max_concurrent_spawns", raw.max_concurrent_spawns, 4, 1000);
-    let labels = c
-        .value("workspace.labels", raw.labels, Some(BTreeMap::new()))
-        .and_then(|labels| {
-            let bad: Vec<_> = labels
-                .keys()
-                .filter(|k| k.is_empty() || k.starts_with("roost."))
-                .cloned()
-                .collect();
-            if bad.is_empty() {
-                Some(labels)
-            } else {
-                c.error(
-                    "workspace.labels",
-                    format!("{bad:?}: label names must not be empty or start with \"roost.\" (roost sets those)"),
-                );
-                None
-            }
-        });
-    let auth_wait = c.duration("workspace.auth_wait", raw.auth_wait, "25s").and_then(|d| {
-        if d < TRAEFIK_FORWARD_AUTH_TIMEOUT {
-            Some(d)
-        } else {
-            c.error("workspace.auth_wait", "must be below Traefik's 30s forwardAuth timeout");
-            None
-        }
-    });
-    let stop_timeout = c.duration("workspace.stop_timeout", raw.stop_timeout, "10s");
-    let drain_grace = c.duration("workspace.drain_grace", raw.drain_grace, "5s");
-    Some(WorkspaceConfig {
-        labels: labels?,
-        auth_wait: auth_wait?,
-        stop_timeout: stop_timeout?,
-        drain_grace: drain_grace?,
-        image: image?,
-        command,
-        port: port?,
-        env: env?,
-        volume_path: volume_path?,
-        cpus: cpus?,
-        memory: memory?,
-        idle_timeout: idle_timeout?,
-        max_lifetime: max_lifetime?,
-        start_timeout: start_timeout?,
-        address: address?,
-        network: network?,
-        egress: egress?,
-        tmp_size: tmp_size?,
-        user,
-        read_only: read_only?,
-        max_running: max_running?,
-        max_concurrent_spawns: max_concurrent_spawns?,
     })
 }
 
