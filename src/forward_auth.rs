@@ -122,11 +122,6 @@ impl ForwardAuth {
         &self.origin
     }
 
-    /// Browser sessions, when a cookie key is configured.
-    pub fn sessions(&self) -> Option<&Arc<Sessions>> {
-        self.sessions.as_ref()
-    }
-
     /// How long `/auth` waits for a starting workspace.
     pub fn auth_wait(&self) -> std::time::Duration {
         self.auth_wait

@@ -15,13 +15,12 @@ use futures_util::future::BoxFuture;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use roost::app::App;
-use roost::auth::{FetchError, KeyFetcher, Sessions};
+use roost::auth::{FetchError, KeyFetcher};
 use roost::config::Config;
-use roost::public_url::PublicOrigin;
 use roost::server::Listener;
 use roost::workspace::memory::MemoryRuntime;
 use serde_json::json;
-use support::roost::{config_text, sign_in_secrets, AUDIENCE, COOKIE_KEY, DOMAIN};
+use support::roost::{config_text, session_for, sign_in_secrets, AUDIENCE, COOKIE_KEY, DOMAIN};
 use support::tokens::{auth0_claims, jwk, sign};
 
 const ISSUER: &str = "https://issuer.roost.test/";
@@ -136,13 +135,7 @@ fn bearer(user: &str) -> String {
 
 /// A browser session for `user`: its `Cookie` header and its form token.
 fn session(app: &App, user: &str) -> (String, String) {
-    // Sealed with the same key, as another replica of roost would.
-    let origin = PublicOrigin::new(&app.config.routing);
-    let sessions = Sessions::new(&app.config.secrets, &app.config.session, &origin).expect("a cookie key");
-    let s = sessions.start(user, user, Some(format!("{user}@example.com")), false);
-    let set_cookie = sessions.set_cookie(&s);
-    let cookie = set_cookie.to_str().unwrap().split(';').next().unwrap().to_string();
-    (cookie, s.csrf)
+    session_for(app, user)
 }
 
 const HTML: (&str, &str) = ("accept", "text/html,application/xhtml+xml");

@@ -16,7 +16,8 @@ use std::time::Duration;
 use support::docker::{self, docker_lines, inspect, Cleanup};
 use support::issuer::TestIssuer;
 use support::roost::{
-    config_text, sign_in_secrets, workspace_config, workspace_host, TestRoost, AUDIENCE, COOKIE_KEY, DOMAIN,
+    config_text, session_for, sign_in_secrets, workspace_config, workspace_host, TestRoost, AUDIENCE, COOKIE_KEY,
+    DOMAIN,
 };
 use support::tokens::{auth0_claims, sign};
 use support::traefik::Traefik;
@@ -171,10 +172,7 @@ async fn anonymous_and_forged_traffic_from_one_address_locks_no_one_out() {
     )
     .await;
     assert_eq!(r.status, 200, "cached token: {}", r.body);
-    let sessions = roost.app.forward_auth.sessions().expect("sign-in is on").clone();
-    let carol = sessions.start("carol", "carol", None, false);
-    let set_cookie = sessions.set_cookie(&carol);
-    let cookie = set_cookie.to_str().unwrap().split(';').next().unwrap().to_string();
+    let (cookie, _) = session_for(&roost.app, "carol");
     let r = ask(workspace_host("carol"), vec![("cookie", cookie)]).await;
     assert_eq!(r.status, 200, "session: {}", r.body);
     for colleague in ["bob", "dave"] {

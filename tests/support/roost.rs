@@ -219,3 +219,14 @@ pub const OLD_COOKIE_KEY: &str = "old-cookie-key-0123456789abcdef0123456789";
 pub fn workspace_host(slug: &str) -> String {
     format!("{slug}.{DOMAIN}")
 }
+
+/// A browser session for `user` on `app` (sealed with its cookie key, as
+/// any replica would): its `Cookie` header and its form token.
+pub fn session_for(app: &App, user: &str) -> (String, String) {
+    let origin = roost::public_url::PublicOrigin::new(&app.config.routing);
+    let sessions = roost::auth::Sessions::new(&app.config.secrets, &app.config.session, &origin).expect("a cookie key");
+    let s = sessions.start(user, user, Some(format!("{user}@example.com")), false);
+    let set_cookie = sessions.set_cookie(&s);
+    let cookie = set_cookie.to_str().unwrap().split(';').next().unwrap().to_string();
+    (cookie, s.csrf)
+}
