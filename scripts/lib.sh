@@ -3,6 +3,9 @@
 # The project root.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
+# roost, built statically by scripts/build-images together with the images'
+# binaries (one compile of the dependency tree serves both).
+ROOST_STATIC_BIN="$ROOT/target/static/x86_64-unknown-linux-gnu/release/roost"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

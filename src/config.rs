@@ -4,6 +4,7 @@
 //! ([`ConfigError::Invalid`]).
 
 mod checker;
+mod keys;
 mod raw;
 mod values;
 
@@ -311,8 +312,14 @@ impl Config {
         let raw: RawConfig =
             serde_ignored::deserialize(de, |path| unknown.push(path.to_string())).map_err(ConfigError::Syntax)?;
         let mut c = Checker::default();
-        for key in unknown {
-            c.error(&key, "unknown key");
+        if !unknown.is_empty() {
+            let known = keys::known();
+            for key in unknown {
+                match keys::nearest(&key, &known) {
+                    Some(meant) => c.error(&key, format!("unknown key; did you mean `{meant}`?")),
+                    None => c.error(&key, "unknown key"),
+                }
+            }
         }
         let config = checker::validate(raw, secrets, &mut c);
         match (config, c.into_errors()) {

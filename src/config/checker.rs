@@ -67,6 +67,15 @@ impl Checker {
         default: Option<&str>,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Option<T> {
+        if let (Some(Lenient(Err(e))), Some(example)) = (&v, default) {
+            // A number or a table where text belongs: show how it is written.
+            let leaf = key.rsplit('.').next().unwrap_or(key);
+            self.error(
+                key,
+                format!("{e}; write it in quotes, for example {leaf} = {example:?}"),
+            );
+            return None;
+        }
         let text = self.value(key, v, default.map(str::to_string))?;
         match parse(&text) {
             Ok(v) => Some(v),

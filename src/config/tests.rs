@@ -178,3 +178,31 @@ fn published_ports_need_egress() {
     assert!(w.read_only && w.egress);
     assert_eq!(w.network, "ws_net.1");
 }
+
+#[test]
+fn check_config_says_what_was_meant_and_how_to_write_it() {
+    let text = MINIMAL.replace(
+        "[workspace]\n",
+        "[workspace]\nidle_timout = \"1h\"\nmemory = 1024\nmax_lifetime = \"1 fortnight\"\ntmp_size = \"lots\"\n",
+    );
+    let Err(ConfigError::Invalid(errors)) = Config::from_toml(&text, Secrets::default()) else {
+        panic!("expected an invalid config");
+    };
+    let problem = |key: &str| {
+        errors
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| e.problem.clone())
+            .unwrap_or_else(|| panic!("{key} not reported: {errors:?}"))
+    };
+    assert_eq!(
+        problem("workspace.idle_timout"),
+        "unknown key; did you mean `workspace.idle_timeout`?"
+    );
+    assert!(problem("workspace.memory").ends_with("write it in quotes, for example memory = \"1GiB\""));
+    assert_eq!(
+        problem("workspace.max_lifetime"),
+        "\"1 fortnight\" is not a duration: write a number and a unit (ms, s, m, h, d), like \"30s\", \"5m\" or \"1h 30m\""
+    );
+    assert!(problem("workspace.tmp_size").starts_with("\"lots\" is not a size: write a number and a unit"));
+}

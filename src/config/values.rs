@@ -29,8 +29,9 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Lenient<T> {
 
 /// Parses `"250ms"`, `"30s"`, `"5m"`, `"1h 30m"` (humantime syntax).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("{text:?} is not a duration like \"30s\" or \"5m\" ({e})"))
+    humantime::parse_duration(text.trim()).map_err(|_| {
+        format!("{text:?} is not a duration: write a number and a unit (ms, s, m, h, d), like \"30s\", \"5m\" or \"1h 30m\"")
+    })
 }
 
 /// Parses `"512MiB"`, `"2GB"`, `"64KiB"` or a plain byte count.
@@ -38,7 +39,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     text.trim()
         .parse::<bytesize::ByteSize>()
         .map(|b| b.as_u64())
-        .map_err(|_| format!("{text:?} is not a size like \"512MiB\" or \"2GiB\""))
+        .map_err(|_| {
+            format!("{text:?} is not a size: write a number and a unit (KiB, MiB, GiB, or KB, MB, GB), like \"512MiB\" or \"2GiB\"")
+        })
 }
 
 /// A rate such as `"30/min"`: `count` requests per `per`, with a burst of
