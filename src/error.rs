@@ -70,15 +70,8 @@ impl HttpError {
             HttpError::Unauthenticated(e) => e.public_reason(),
             HttpError::Forbidden(reason) => reason,
             HttpError::RateLimited(..) => "too many requests",
-            HttpError::Runtime(RuntimeError::AtCapacity(..)) => "no capacity for your workspace right now",
-            HttpError::Runtime(RuntimeError::NotReady { .. }) => "your workspace is starting",
-            HttpError::Runtime(e) if e.is_not_owner() => "this workspace belongs to another account",
-            HttpError::Runtime(e) if e.is_permanent() => {
-                "your workspace cannot be created: roost's configuration needs fixing; please tell your operator"
-            }
-            HttpError::Runtime(RuntimeError::NoSuchWorkspace) => "no such workspace",
-            HttpError::Runtime(RuntimeError::ShuttingDown) => "roost is restarting",
-            HttpError::Runtime(_) => "your workspace could not start",
+            // In plain words, the same for a failure now and one that stands.
+            HttpError::Runtime(e) => e.fail_reason().explain(),
             HttpError::NotFound => "not found",
             HttpError::NotReady(reason) => reason,
             HttpError::Login(e) => match e {
@@ -234,13 +227,13 @@ mod tests {
                 RuntimeError::Engine(secret_error()).into(),
                 503,
                 Some("5"),
-                "your workspace could not start",
+                "the container engine is not answering",
             ),
             (
                 RuntimeError::ImageMissing(SECRET.into()).into(),
                 503,
                 Some("300"),
-                "your workspace cannot be created: roost's configuration needs fixing; please tell your operator",
+                "the workspace image is missing on the server; please tell your operator",
             ),
             (
                 RuntimeError::Exited {
@@ -250,13 +243,13 @@ mod tests {
                 .into(),
                 503,
                 Some("5"),
-                "your workspace could not start",
+                "your workspace's app stopped right after it started",
             ),
             (
                 RuntimeError::StartTimeout(secs(60)).into(),
                 503,
                 Some("5"),
-                "your workspace could not start",
+                "your workspace did not answer in time",
             ),
             (
                 RuntimeError::NotReady { retry_after: secs(2) }.into(),
@@ -305,13 +298,13 @@ mod tests {
                 RuntimeError::StartFailed(FailReason::ImageMissing).into(),
                 503,
                 Some("300"),
-                "your workspace cannot be created: roost's configuration needs fixing; please tell your operator",
+                "the workspace image is missing on the server; please tell your operator",
             ),
             (
                 RuntimeError::StartFailed(FailReason::Exited).into(),
                 503,
                 Some("5"),
-                "your workspace could not start",
+                "your workspace's app stopped right after it started",
             ),
             (RuntimeError::ShuttingDown.into(), 503, Some("5"), "roost is restarting"),
             (

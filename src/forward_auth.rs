@@ -21,7 +21,7 @@ use crate::request::Parsed;
 pub use crate::request::{ClientKind, Credential, Parsed as AuthRequest};
 use crate::response::{full, redirect, Body};
 use crate::slug;
-use crate::workspace::registry::Registry;
+use crate::workspace::registry::{Phase, Registry};
 use crate::workspace::Gate;
 
 pub const X_ROOST_USER: HeaderName = HeaderName::from_static("x-roost-user");
@@ -125,6 +125,16 @@ impl ForwardAuth {
     /// How long `/auth` waits for a starting workspace.
     pub fn auth_wait(&self) -> std::time::Duration {
         self.auth_wait
+    }
+
+    /// What a start of `workspace` is doing, in plain words (the starting
+    /// page's long poll shows it).
+    pub fn progress(&self, workspace: &str) -> &'static str {
+        match self.workspaces.get(workspace).map(|e| e.phase()) {
+            Some(Phase::Starting(step)) => step.explain(),
+            Some(Phase::Retiring | Phase::Draining(_)) => "waiting for your workspace to stop first",
+            _ => "starting your workspace",
+        }
     }
 
     /// The workspace slug a host names, if it is `<slug>.<domain>`.

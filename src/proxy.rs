@@ -109,7 +109,11 @@ pub async fn handle<B: RequestBody>(
             return match e {
                 HttpError::Runtime(RuntimeError::NotReady { .. }) if browser => {
                     let workspace = req.host.as_deref().and_then(|h| fa.workspace_of(h));
-                    starting_page(workspace.unwrap_or(""), fa.origin().is_https())
+                    starting_page(
+                        workspace.unwrap_or(""),
+                        &fa.origin().url("/_roost/"),
+                        fa.origin().is_https(),
+                    )
                 }
                 e => e.into_response(),
             };
@@ -192,7 +196,10 @@ fn too_many_tunnels() -> Response<Body> {
 pub async fn wait(fa: &ForwardAuth, req: &Parsed<'_>) -> Response<Body> {
     match fa.decide_within(req, WAIT_POLL.min(fa.auth_wait())).await {
         Ok(_) => response::text(StatusCode::OK, "ready"),
-        Err(HttpError::Runtime(RuntimeError::NotReady { .. })) => response::text(StatusCode::ACCEPTED, "starting"),
+        Err(HttpError::Runtime(RuntimeError::NotReady { .. })) => {
+            let workspace = req.host.as_deref().and_then(|h| fa.workspace_of(h)).unwrap_or("");
+            response::text(StatusCode::ACCEPTED, fa.progress(workspace))
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -229,24 +236,39 @@ fn build_upstream<B: RequestBody>(
 }
 
 const STARTING_SCRIPT: &str = r#"
-const status = document.getElementById("status");
+const $ = (id) => document.getElementById(id);
+const started = Date.now();
+const clock = setInterval(() => { $("elapsed").textContent = Math.round((Date.now() - started) / 1000) + " s"; }, 1000);
+function failed(text) {
+  clearInterval(clock);
+  $("title").textContent = "Your workspace could not start";
+  $("spin").hidden = true;
+  $("status").textContent = text.charAt(0).toUpperCase() + text.slice(1) + ".";
+  $("retry").hidden = false;
+}
+$("retry").addEventListener("click", () => location.reload());
 async function poll() {
   try {
     const r = await fetch("/_roost/wait", { cache: "no-store", credentials: "same-origin" });
     if (r.status === 200) { location.reload(); return; }
-    if (r.status === 401 || r.status === 403) { status.textContent = "Please sign in again."; setTimeout(() => location.reload(), 3000); return; }
-    status.textContent = "Still starting…";
+    if (r.status === 401) { $("status").textContent = "Please sign in again."; setTimeout(() => location.reload(), 3000); return; }
+    const text = (await r.text()).trim();
+    if (r.status !== 202) { failed(text || "roost could not start it"); return; }
+    $("status").textContent = text.charAt(0).toUpperCase() + text.slice(1) + "…";
   } catch (e) {
-    status.textContent = "Waiting for roost…";
+    $("status").textContent = "Waiting for roost…";
   }
   setTimeout(poll, 250);
 }
 poll();
 "#;
 
-/// The "starting your workspace" page: no-store, and it reloads itself the
-/// moment the workspace is ready (a long poll, not a fixed refresh).
-fn starting_page(workspace: &str, https: bool) -> Response<Body> {
+/// The "starting your workspace" page: no-store; it shows each step of the
+/// start and the time elapsed as its long poll reports them, reloads itself
+/// the moment the workspace is ready, and on a failure stops, says why in
+/// plain words and offers to try again (after the failure's back-off, a
+/// reload starts a new attempt) and the status page.
+fn starting_page(workspace: &str, status_page: &str, https: bool) -> Response<Body> {
     static CSP: OnceLock<String> = OnceLock::new();
     let csp = CSP.get_or_init(|| response::csp_with_script(STARTING_SCRIPT, "'self'"));
     let name: String = workspace
@@ -260,9 +282,12 @@ fn starting_page(workspace: &str, https: bool) -> Response<Body> {
          <style>body{{font-family:system-ui,sans-serif;display:grid;place-items:center;min-height:90vh;color:#223}}\
          main{{text-align:center}}.spin{{width:2.5rem;height:2.5rem;border:.3rem solid #ccd;border-top-color:#36c;\
          border-radius:50%;margin:1.5rem auto;animation:s 1s linear infinite}}@keyframes s{{to{{transform:rotate(1turn)}}}}</style>\
-         </head><body><main><h1>Starting your workspace</h1><div class=\"spin\"></div>\
-         <p><code>{name}</code></p><p id=\"status\">Creating or waking its container…</p></main>\
-         <script>{STARTING_SCRIPT}</script></body></html>"
+         </head><body><main><h1 id=\"title\">Starting your workspace</h1><div class=\"spin\" id=\"spin\"></div>\
+         <p><code>{name}</code></p><p id=\"status\">Creating or waking its container…</p>\
+         <p><small id=\"elapsed\">0 s</small></p><p><button id=\"retry\" hidden>Try again</button></p>\
+         <p><a href=\"{status_page}\">Your status page</a></p></main>\
+         <script>{STARTING_SCRIPT}</script></body></html>",
+        status_page = response::escape(status_page)
     );
     response::html(StatusCode::OK, html, csp, https)
 }
@@ -313,7 +338,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_starting_page_names_only_a_label_and_allows_only_its_own_script() {
-        let resp = starting_page("alice<script>", true);
+        let resp = starting_page("alice<script>", "https://ws.example.com/_roost/", true);
         let h = resp.headers();
         let csp = h["content-security-policy"].to_str().unwrap();
         assert!(
@@ -323,6 +348,9 @@ mod tests {
         assert!(h.contains_key("strict-transport-security"));
         assert_eq!(h["cache-control"], "no-store");
         let body = resp.into_body().collect().await.unwrap().to_bytes();
-        assert!(String::from_utf8_lossy(&body).contains("<code>alicescript</code>"));
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("<code>alicescript</code>"));
+        assert!(body.contains("<a href=\"https://ws.example.com/_roost/\">Your status page</a>"));
+        assert!(body.contains("<button id=\"retry\" hidden>"));
     }
 }

@@ -7,138 +7,16 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::future::BoxFuture;
-use http::{HeaderMap, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::StatusCode;
 use roost::app::App;
-use roost::auth::{FetchError, KeyFetcher};
-use roost::config::Config;
 use roost::server::Listener;
 use roost::workspace::memory::MemoryRuntime;
-use serde_json::json;
-use support::roost::{config_text, session_for, sign_in_secrets, AUDIENCE, COOKIE_KEY, DOMAIN};
-use support::tokens::{auth0_claims, jwk, sign};
-
-const ISSUER: &str = "https://issuer.roost.test/";
-const AUTHORIZE: &str = "https://issuer.roost.test/authorize";
-const ORIGIN: &str = "http://ws.roost.test";
-const ALICE: &str = "alice.ws.roost.test";
-
-/// The provider's discovery document and keys, from memory.
-struct StaticFetcher;
-
-impl KeyFetcher for StaticFetcher {
-    fn fetch<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Bytes, FetchError>> {
-        Box::pin(async move {
-            let doc = if url.ends_with("openid-configuration") {
-                json!({
-                    "issuer": ISSUER,
-                    "jwks_uri": format!("{ISSUER}.well-known/jwks.json"),
-                    "authorization_endpoint": AUTHORIZE,
-                    "token_endpoint": format!("{ISSUER}oauth/token"),
-                })
-            } else {
-                json!({ "keys": [jwk("k1")] })
-            };
-            Ok(Bytes::from(doc.to_string()))
-        })
-    }
-
-    fn post_form<'a>(&'a self, _url: &'a str, _form: String) -> BoxFuture<'a, Result<Bytes, FetchError>> {
-        Box::pin(async { Err(FetchError::Status(400)) })
-    }
-}
-
-/// roost with containers in memory (every workspace starts at once and
-/// "answers" at the discard port, where nothing does), with browser sign-in
-/// when `sign_in`.
-async fn app(sign_in: bool) -> Arc<App> {
-    let (oidc, secrets) = if sign_in {
-        ("client_id = \"roost-test-client\"", sign_in_secrets(COOKIE_KEY, None))
-    } else {
-        ("", Default::default())
-    };
-    // A stop drains for drain_grace: short here.
-    let text = config_text(ISSUER, oidc, "").replace("[workspace]\n", "[workspace]\ndrain_grace = \"50ms\"\n");
-    let config = Config::from_toml(&text, secrets).expect("valid config");
-    let runtime = Arc::new(MemoryRuntime::new(([127, 0, 0, 1], 9).into()));
-    let app = App::new(config, Arc::new(StaticFetcher), runtime);
-    app.keys.refresh().await.expect("keys from memory");
-    app
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// The `rd` of a redirect to sign-in, decoded.
-    fn sign_in_rd(&self) -> String {
-        let location = self.header("location").expect("a Location");
-        let query = location
-            .strip_prefix(&format!("{ORIGIN}/_roost/login?"))
-            .unwrap_or_else(|| panic!("not to sign-in: {location}"));
-        url::form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == "rd")
-            .map(|(_, v)| v.into_owned())
-            .expect("an rd")
-    }
-}
-
-async fn send(app: &App, listener: Listener, req: Request<Full<Bytes>>) -> Reply {
-    let peer: SocketAddr = "10.0.0.2:40000".parse().unwrap();
-    let resp = roost::server::handle(app, req, peer, listener).await;
-    let (parts, body) = resp.into_parts();
-    let body = body.collect().await.expect("a body").to_bytes();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
-}
-
-fn req(method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
-    let mut b = Request::builder().method(method).uri(path);
-    if !host.is_empty() {
-        b = b.header("host", host);
-    }
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    b.body(Full::default()).unwrap()
-}
-
-fn form(host: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Request<Full<Bytes>> {
-    let mut r = req("POST", host, path, headers);
-    r.headers_mut()
-        .insert("content-type", "application/x-www-form-urlencoded".parse().unwrap());
-    *r.body_mut() = Full::new(Bytes::from(body.to_string()));
-    r
-}
-
-fn bearer(user: &str) -> String {
-    format!(
-        "Bearer {}",
-        sign("k1", Some("k1"), &auth0_claims(ISSUER, AUDIENCE, user))
-    )
-}
-
-/// A browser session for `user`: its `Cookie` header and its form token.
-fn session(app: &App, user: &str) -> (String, String) {
-    session_for(app, user)
-}
-
-const HTML: (&str, &str) = ("accept", "text/html,application/xhtml+xml");
+use roost::workspace::runtime::FailReason;
+use support::in_process::*;
+use support::roost::DOMAIN;
 
 #[tokio::test]
 async fn the_public_listener_routes_by_host() {
@@ -491,4 +369,50 @@ async fn the_api_answers_its_method_table_and_checks_the_csrf_header() {
     // Anonymous browsers are sent to sign in, back to the page.
     let r = send(&app, Listener::Public, req("GET", DOMAIN, "/_roost/", &[HTML])).await;
     assert_eq!(r.sign_in_rd(), format!("{ORIGIN}/_roost/"));
+}
+
+// On tokio's paused clock: the long poll's wait and the 30 s start take no time.
+#[tokio::test(start_paused = true)]
+async fn the_starting_page_follows_each_step_and_a_failure_ends_with_its_reason() {
+    let runtime = Arc::new(MemoryRuntime::new(([127, 0, 0, 1], 9).into()).with_start_delay(Duration::from_secs(30)));
+    let app = app_on(false, runtime.clone()).await;
+    let alice = bearer("alice");
+    let auth = ("authorization", alice.as_str());
+    // A browser's first request: the starting page, with the way on.
+    let page = send(&app, Listener::Public, req("GET", ALICE, "/", &[auth, HTML])).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Starting your workspace"), "{}", page.body);
+    assert!(page
+        .body
+        .contains(&format!("<a href=\"{ORIGIN}/_roost/\">Your status page</a>")));
+    // Its long poll reports what the start is doing, in plain words.
+    let wait = send(&app, Listener::Public, req("GET", ALICE, "/_roost/wait", &[auth])).await;
+    assert_eq!(
+        (wait.status, wait.body.as_str()),
+        (StatusCode::ACCEPTED, "starting your container")
+    );
+
+    // bob's start fails: the poll ends with why, and a Retry-After that tells the truth.
+    runtime.fail_with(Some(FailReason::ImageMissing));
+    let bob = bearer("bob");
+    let bob_host = "bob.ws.roost.test";
+    for _ in 0..5 {
+        let wait = send(
+            &app,
+            Listener::Public,
+            req("GET", bob_host, "/_roost/wait", &[("authorization", &bob)]),
+        )
+        .await;
+        assert_eq!(wait.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            wait.body,
+            "the workspace image is missing on the server; please tell your operator"
+        );
+        assert_eq!(wait.header("retry-after"), Some("300"));
+    }
+    assert_eq!(
+        runtime.ensures(),
+        2,
+        "one attempt each for alice and bob, however often bob's page asks"
+    );
 }

@@ -114,6 +114,35 @@ impl FailReason {
         }
     }
 
+    /// What happened, in plain words for the person whose workspace it is
+    /// (pages, the API); nothing of the engine's details.
+    pub fn explain(self) -> &'static str {
+        match self {
+            FailReason::Engine => "the container engine is not answering",
+            FailReason::ImageMissing => "the workspace image is missing on the server; please tell your operator",
+            FailReason::Exited => "your workspace's app stopped right after it started",
+            FailReason::StartTimeout => "your workspace did not answer in time",
+            FailReason::NotReady => "your workspace is starting",
+            FailReason::Capacity => "no capacity for your workspace right now",
+            FailReason::NoSuchWorkspace => "no such workspace",
+            FailReason::NameTaken | FailReason::UnsafeNetwork => {
+                "your workspace cannot be created: roost's configuration needs fixing; please tell your operator"
+            }
+            FailReason::NotOwner => "this workspace belongs to another account",
+            FailReason::ShuttingDown => "roost is restarting",
+        }
+    }
+
+    /// How long a failure stands before a request may start another
+    /// attempt: no storm of doomed starts, and a truthful `Retry-After`.
+    pub fn backoff(self) -> Duration {
+        if self.is_permanent() {
+            Duration::from_secs(30)
+        } else {
+            Duration::from_secs(5)
+        }
+    }
+
     /// Failures no retry can mend without someone changing something.
     pub fn is_permanent(self) -> bool {
         matches!(
@@ -143,6 +172,17 @@ pub enum Step {
 }
 
 impl Step {
+    /// What it is doing, in plain words (the starting page shows it).
+    pub fn explain(self) -> &'static str {
+        match self {
+            Step::Queued => "waiting for a free slot",
+            Step::Creating => "creating your container",
+            Step::Recreating => "updating your container",
+            Step::Starting => "starting your container",
+            Step::WaitingReady => "waiting for your app to answer",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Step::Queued => "queued",

@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod docker;
 pub mod http;
+pub mod in_process;
 pub mod issuer;
 pub mod jar;
 pub mod oidc_mock;

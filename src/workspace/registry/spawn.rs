@@ -21,10 +21,6 @@ use crate::workspace::spec::{volume_name, WorkspaceSpec};
 /// How long a refused caller should wait before asking again.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
 
-/// How long a failure no retry can mend stands before a request may try
-/// again (no storm of doomed starts).
-const PERMANENT_FAILURE_BACKOFF: Duration = Duration::from_secs(30);
-
 /// What a spawn may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -116,10 +112,10 @@ impl Registry {
     fn launch(self: &Arc<Self>, entry: &Arc<Entry>, owner: Arc<String>, mode: Mode) {
         match entry.phase() {
             Phase::Ready(_) => return,
+            // A failure stands for its back-off: no storm of doomed starts.
             Phase::Failed(reason)
-                if reason.is_permanent()
-                    && self.now_ms().saturating_sub(entry.failed_at.load(Ordering::Relaxed))
-                        < PERMANENT_FAILURE_BACKOFF.as_millis() as u64 =>
+                if self.now_ms().saturating_sub(entry.failed_at.load(Ordering::Relaxed))
+                    < reason.backoff().as_millis() as u64 =>
             {
                 return
             }

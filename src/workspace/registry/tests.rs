@@ -253,17 +253,23 @@ async fn a_permanent_failure_is_not_retried_for_a_while() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_passing_failure_is_retried_by_the_next_request() {
+async fn a_passing_failure_is_retried_after_a_short_back_off() {
     let f = fixture("", Duration::ZERO);
     f.runtime.fail_with(Some(FailReason::Exited));
     let alice = user("alice");
-    let e = f
-        .registry
-        .ensure_ready(&alice, &alice.slug, Duration::from_secs(1))
-        .await
-        .unwrap_err();
-    assert!(!e.is_permanent());
+    for _ in 0..10 {
+        let e = f
+            .registry
+            .ensure_ready(&alice, &alice.slug, Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, RuntimeError::StartFailed(FailReason::Exited)), "{e:?}");
+        assert!(!e.is_permanent());
+        tokio::time::sleep(Duration::from_millis(250)).await; // the starting page's poll
+    }
+    assert_eq!(f.runtime.ensures(), 1, "one attempt per back-off window");
     f.runtime.fail_with(None);
+    sleep(3).await;
     f.registry
         .ensure_ready(&alice, &alice.slug, Duration::from_secs(1))
         .await
