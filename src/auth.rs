@@ -11,6 +11,9 @@ pub mod login;
 pub mod session;
 mod verify;
 
+#[cfg(test)]
+mod test_support;
+
 pub use error::AuthError;
 pub use identity::Identity;
 pub use jwks::{FetchError, HttpFetcher, KeyFetcher, KeyStore, KeysError};

@@ -426,3 +426,6 @@ impl KeyStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -344,3 +344,6 @@ fn cookie_name(state: &str) -> String {
         .collect();
     format!("{LOGIN_COOKIE_PREFIX}{prefix}")
 }
+
+#[cfg(test)]
+mod tests;

@@ -236,3 +236,6 @@ impl Verifier {
         Ok(data.claims)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -129,3 +129,89 @@ impl Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(tx_bytes: u64, tx_packets: u64) -> Stats {
+        Stats {
+            tx_bytes,
+            tx_packets,
+            ..Stats::default()
+        }
+    }
+
+    #[test]
+    fn the_tick_is_a_quarter_of_the_idle_timeout_within_bounds() {
+        assert_eq!(tick_for(Duration::ZERO), Duration::from_millis(250));
+        assert_eq!(tick_for(Duration::from_millis(400)), Duration::from_millis(250));
+        assert_eq!(tick_for(Duration::from_secs(1)), Duration::from_millis(250));
+        assert_eq!(tick_for(Duration::from_secs(2)), Duration::from_millis(500));
+        assert_eq!(tick_for(Duration::from_secs(60)), Duration::from_secs(15));
+        assert_eq!(tick_for(Duration::from_secs(120)), Duration::from_secs(30));
+        assert_eq!(tick_for(Duration::from_secs(121)), Duration::from_secs(30));
+        assert_eq!(tick_for(Duration::from_secs(3600)), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn own_traffic_is_what_was_sent_beyond_arp_frames() {
+        assert_eq!(own_traffic(&Stats::default()), 0);
+        assert_eq!(own_traffic(&sent(42, 1)), 0);
+        assert_eq!(own_traffic(&sent(3 * 42, 3)), 0);
+        assert_eq!(own_traffic(&sent(1000, 10)), 580);
+        // What it received is no sign of use.
+        let received = Stats {
+            rx_bytes: 1 << 20,
+            ..sent(1000, 10)
+        };
+        assert_eq!(own_traffic(&received), 580);
+    }
+
+    #[test]
+    fn arp_frames_alone_are_not_traffic() {
+        let before = own_traffic(&sent(1000, 10));
+        let after_two_arps = own_traffic(&sent(1000 + 2 * 42, 12));
+        assert_eq!(after_two_arps, before);
+        assert!(!sent_between(before, after_two_arps));
+    }
+
+    #[test]
+    fn a_bare_tcp_ack_is_traffic() {
+        let before = own_traffic(&sent(1000, 10));
+        let after_ack = own_traffic(&sent(1000 + 54, 11));
+        assert_eq!(after_ack, before + 12);
+        assert!(sent_between(before, after_ack));
+        // One ACK among ARP frames still counts.
+        let mixed = own_traffic(&sent(1000 + 54 + 3 * 42, 14));
+        assert!(sent_between(before, mixed));
+    }
+
+    #[test]
+    fn wrapping_counters_still_show_traffic() {
+        // The byte counter wraps past u64::MAX with one 54-byte frame.
+        let high = sent(u64::MAX - 10, 5);
+        let wrapped = sent((u64::MAX - 10).wrapping_add(54), 6);
+        assert_eq!(wrapped.tx_bytes, 43);
+        let (before, now) = (own_traffic(&high), own_traffic(&wrapped));
+        assert_eq!(now.wrapping_sub(before), 12);
+        assert!(sent_between(before, now));
+        // ... and ARP only across the wrap is still nothing.
+        let arp_across = sent((u64::MAX - 10).wrapping_add(42), 6);
+        assert!(!sent_between(before, own_traffic(&arp_across)));
+        // The difference itself wrapping past zero.
+        assert!(sent_between(u64::MAX, 5));
+        assert!(sent_between(u64::MAX - 1, u64::MAX));
+    }
+
+    #[test]
+    fn nothing_new_or_a_counter_reset_is_not_traffic() {
+        let before = own_traffic(&sent(10_000_000, 20_000));
+        assert!(!sent_between(before, before));
+        // The container restarted: its counters begin again, lower.
+        let restarted = own_traffic(&sent(300, 2));
+        assert!(restarted < before);
+        assert!(!sent_between(before, restarted));
+        assert!(!sent_between(5, 0));
+    }
+}

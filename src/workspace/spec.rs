@@ -169,3 +169,233 @@ pub fn config_hash(config: &WorkspaceConfig) -> String {
     let digest = Sha256::digest(shape.to_string().as_bytes());
     digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{AddressMode, Config, Secrets};
+
+    const ISSUER: &str = "https://id.example.com/";
+
+    fn workspace_config(extra: &str) -> WorkspaceConfig {
+        let text = format!(
+            "[oidc]\nissuer = \"{ISSUER}\"\naudience = \"roost\"\n\
+             [routing]\ndomain = \"ws.example.com\"\nroost_url = \"http://127.0.0.1:8080\"\n\
+             [workspace]\nimage = \"roost-echo:test\"\n{extra}\n"
+        );
+        match Config::from_toml(&text, Secrets::default()) {
+            Ok(config) => config.workspace,
+            Err(e) => panic!("test config: {e}"),
+        }
+    }
+
+    fn spec(config: WorkspaceConfig) -> WorkspaceSpec {
+        let hash = config_hash(&config);
+        WorkspaceSpec::new(
+            "prod".into(),
+            ISSUER.into(),
+            "alice-0123".into(),
+            "auth0|alice".into(),
+            Arc::new(config),
+            hash.into(),
+        )
+    }
+
+    #[test]
+    fn names_come_from_the_deployment_and_the_slug() {
+        assert_eq!(container_name("roost", "alice"), "roost-alice");
+        assert_eq!(volume_name("roost", "alice"), "roost-alice-data");
+        let s = spec(workspace_config(""));
+        assert_eq!(s.container_name(), "prod-alice-0123");
+        assert_eq!(s.volume_name(), "prod-alice-0123-data");
+        assert_eq!(s.volume, "prod-alice-0123-data");
+        assert_eq!(s.legacy_volume, None);
+    }
+
+    #[test]
+    fn container_labels_say_whose_which_and_when() {
+        let s = spec(workspace_config("labels = { team = \"data\" }"));
+        let before = now_secs();
+        let labels = s.labels();
+        let after = now_secs();
+        let created: u64 = labels[LABEL_CREATED].parse().expect("a number");
+        assert!(
+            (before..=after).contains(&created),
+            "{created} not in {before}..={after}"
+        );
+        let expected: BTreeMap<String, String> = [
+            (LABEL_MANAGED, "true"),
+            (LABEL_OWNER, "auth0|alice"),
+            (LABEL_WORKSPACE, "alice-0123"),
+            (LABEL_DEPLOYMENT, "prod"),
+            (LABEL_ISSUER, ISSUER),
+            (LABEL_CONFIG_HASH, &*s.config_hash),
+            (LABEL_CREATED, &created.to_string()),
+            ("team", "data"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(labels, expected);
+        assert_eq!(s.config_hash.len(), 12);
+    }
+
+    #[test]
+    fn volume_labels_have_no_hash_or_creation_time() {
+        let s = spec(workspace_config(""));
+        let expected: BTreeMap<String, String> = [
+            (LABEL_MANAGED, "true"),
+            (LABEL_OWNER, "auth0|alice"),
+            (LABEL_WORKSPACE, "alice-0123"),
+            (LABEL_DEPLOYMENT, "prod"),
+            (LABEL_ISSUER, ISSUER),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(s.volume_labels(), expected);
+    }
+
+    #[test]
+    fn roosts_labels_win_over_configured_ones() {
+        let mut config = workspace_config("");
+        config.labels = [(LABEL_OWNER, "auth0|mallory"), (LABEL_MANAGED, "false"), ("team", "x")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let labels = spec(config).labels();
+        assert_eq!(labels[LABEL_OWNER], "auth0|alice");
+        assert_eq!(labels[LABEL_MANAGED], "true");
+        assert_eq!(labels["team"], "x");
+    }
+
+    #[test]
+    fn env_is_roosts_variables_then_the_configured_ones() {
+        let s = spec(workspace_config(
+            "volume_path = \"/home/user\"\nenv = { ZED = \"last\", ALPHA = \"a=b\" }",
+        ));
+        assert_eq!(
+            s.env(),
+            [
+                "ROOST_USER=auth0|alice",
+                "ROOST_WORKSPACE=alice-0123",
+                "ROOST_VOLUME=/home/user",
+                "ALPHA=a=b",
+                "ZED=last",
+            ]
+        );
+        let plain = spec(workspace_config(""));
+        assert_eq!(
+            plain.env(),
+            [
+                "ROOST_USER=auth0|alice",
+                "ROOST_WORKSPACE=alice-0123",
+                "ROOST_VOLUME=/data"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_config_hash_is_stable_for_equal_configs() {
+        let a = workspace_config("env = { A = \"1\", B = \"2\" }");
+        let b = workspace_config("env = { B = \"2\", A = \"1\" }");
+        assert_eq!(config_hash(&a), config_hash(&b));
+        assert_eq!(config_hash(&a), config_hash(&a.clone()));
+        let hash = config_hash(&a);
+        assert_eq!(hash.len(), 12);
+        assert!(
+            hash.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+            "{hash}"
+        );
+    }
+
+    #[test]
+    fn every_shaping_key_changes_the_config_hash() {
+        let base = workspace_config("");
+        let base_hash = config_hash(&base);
+        type Change = fn(&mut WorkspaceConfig);
+        let changes: [(&str, Change); 14] = [
+            ("image", |c| c.image = "roost-echo:other".into()),
+            ("command", |c| c.command = Some(vec!["sleep".into(), "1".into()])),
+            ("port", |c| c.port += 1),
+            ("env", |c| {
+                c.env.insert("X".into(), "1".into());
+            }),
+            ("volume_path", |c| c.volume_path = "/elsewhere".into()),
+            ("cpus", |c| c.cpus += 0.5),
+            ("memory", |c| c.memory += 1),
+            ("address", |c| {
+                c.address = match c.address {
+                    AddressMode::Network => AddressMode::Published,
+                    AddressMode::Published => AddressMode::Network,
+                }
+            }),
+            ("network", |c| c.network = "other-net".into()),
+            ("egress", |c| c.egress = !c.egress),
+            ("tmp_size", |c| c.tmp_size += 1),
+            ("user", |c| c.user = Some("1000:1000".into())),
+            ("read_only", |c| c.read_only = !c.read_only),
+            ("labels", |c| {
+                c.labels.insert("team".into(), "data".into());
+            }),
+        ];
+        let mut seen = vec![base_hash.clone()];
+        for (key, change) in changes {
+            let mut changed = base.clone();
+            change(&mut changed);
+            let hash = config_hash(&changed);
+            assert_ne!(hash, base_hash, "changing {key} kept the hash");
+            assert!(!seen.contains(&hash), "changing {key} gave a hash already seen");
+            seen.push(hash);
+        }
+    }
+
+    #[test]
+    fn keys_that_do_not_shape_a_container_keep_the_hash() {
+        let base = workspace_config("");
+        let mut changed = base.clone();
+        changed.idle_timeout += Duration::from_secs(60);
+        changed.max_lifetime += Duration::from_secs(60);
+        changed.start_timeout += Duration::from_secs(1);
+        changed.max_running += 1;
+        changed.max_concurrent_spawns += 1;
+        changed.auth_wait += Duration::from_secs(1);
+        changed.stop_timeout += Duration::from_secs(1);
+        changed.drain_grace += Duration::from_secs(1);
+        assert_eq!(config_hash(&changed), config_hash(&base));
+    }
+
+    #[test]
+    fn ownership_reads_deployment_issuer_and_owner() {
+        let labels = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        };
+        let mine = labels(&[
+            (LABEL_MANAGED, "true"),
+            (LABEL_DEPLOYMENT, "prod"),
+            (LABEL_ISSUER, ISSUER),
+            (LABEL_OWNER, "auth0|alice"),
+        ]);
+        assert_eq!(ownership(mine, "prod", ISSUER, "auth0|alice"), Ownership::Mine);
+        assert_eq!(ownership(mine, "prod", ISSUER, "auth0|bob"), Ownership::Other);
+        assert_eq!(
+            ownership(mine, "prod", "https://other.example.com/", "auth0|alice"),
+            Ownership::Other
+        );
+        assert_eq!(ownership(mine, "staging", ISSUER, "auth0|alice"), Ownership::Foreign);
+        // Made before deployments and issuers were labelled: the default's.
+        let old = labels(&[(LABEL_MANAGED, "true"), (LABEL_OWNER, "auth0|alice")]);
+        assert_eq!(
+            ownership(old, DEFAULT_DEPLOYMENT, ISSUER, "auth0|alice"),
+            Ownership::Mine
+        );
+        assert_eq!(ownership(old, "prod", ISSUER, "auth0|alice"), Ownership::Foreign);
+        let unmanaged = labels(&[(LABEL_OWNER, "auth0|alice")]);
+        assert_eq!(
+            ownership(unmanaged, DEFAULT_DEPLOYMENT, ISSUER, "auth0|alice"),
+            Ownership::Foreign
+        );
+    }
+}
