@@ -416,3 +416,50 @@ async fn the_starting_page_follows_each_step_and_a_failure_ends_with_its_reason(
         "one attempt each for alice and bob, however often bob's page asks"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_status_page_follows_a_start_in_plain_words() {
+    let runtime = Arc::new(MemoryRuntime::new(([127, 0, 0, 1], 9).into()).with_start_delay(Duration::from_secs(30)));
+    let app = app_on(true, runtime).await;
+    let (cookie, csrf) = session(&app, "alice");
+    let c = ("cookie", cookie.as_str());
+    let page = |app: Arc<App>, cookie: String| async move {
+        send(
+            &app,
+            Listener::Public,
+            req("GET", DOMAIN, "/_roost/", &[("cookie", &cookie)]),
+        )
+        .await
+    };
+    const REFRESH: &str = "<meta http-equiv=\"refresh\" content=\"2\">";
+    let stopped = page(app.clone(), cookie.clone()).await;
+    assert!(
+        stopped.body.contains("Stopped: it starts when you open it"),
+        "{}",
+        stopped.body
+    );
+    assert!(!stopped.body.contains(REFRESH));
+    let r = send(
+        &app,
+        Listener::Public,
+        form(DOMAIN, "/_roost/start", &[c], &format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let starting = page(app.clone(), cookie.clone()).await;
+    assert!(
+        starting.body.contains("data-state=\"starting\">Starting: "),
+        "{}",
+        starting.body
+    );
+    assert!(starting.body.contains(REFRESH), "refreshes itself while starting");
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let running = page(app.clone(), cookie.clone()).await;
+    assert!(
+        running.body.contains("data-state=\"running\">Running<"),
+        "{}",
+        running.body
+    );
+    assert!(running.body.contains("just started") || running.body.contains("Running for"));
+    assert!(!running.body.contains(REFRESH));
+}

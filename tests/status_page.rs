@@ -108,7 +108,7 @@ async fn the_status_page_shows_the_workspace_and_its_buttons_need_the_form_token
         "{}",
         page.body
     );
-    assert!(page.body.contains("id=\"state\">stopped<"), "{}", page.body);
+    assert!(page.body.contains("data-state=\"stopped\">Stopped"), "{}", page.body);
     let csp = page.header("content-security-policy").unwrap();
     assert!(csp.contains("default-src 'none'") && !csp.contains("unsafe"), "{csp}");
     assert_eq!(page.header("x-frame-options"), Some("DENY"));
@@ -133,7 +133,7 @@ async fn the_status_page_shows_the_workspace_and_its_buttons_need_the_form_token
     let deadline = Instant::now() + Duration::from_secs(120);
     let running = loop {
         let page = jar.get(&format!("http://{DOMAIN}/_roost/")).await;
-        if page.body.contains("id=\"state\">running<") {
+        if page.body.contains("data-state=\"running\">Running<") {
             break page;
         }
         assert!(Instant::now() < deadline, "never running: {}", page.body);

@@ -1,7 +1,9 @@
 //! The user's status page at `/_roost/`: their workspace's state, how long
 //! it has run and when it idles out, CPU and memory, the last log lines,
 //! and start / stop / restart buttons (POST forms carrying the session's
-//! anti-CSRF token). Plain server-rendered HTML, no script.
+//! anti-CSRF token). Plain server-rendered HTML, no script: while a
+//! workspace is starting or stopping the page refreshes itself every two
+//! seconds (a `<meta http-equiv="refresh">`).
 
 use std::time::Duration;
 
@@ -57,14 +59,14 @@ fn render(status: &Status, logs: &[String], workspace_url: &str, c: &Caller) -> 
         (
             "State",
             format!(
-                "<span class=\"state\" id=\"state\">{}</span>{}",
+                "<span class=\"state\" id=\"state\" data-state=\"{}\">{}</span>",
                 status.state,
-                status.detail.map(|d| format!(" ({})", escape(d))).unwrap_or_default()
+                escape(&status.message)
             ),
         ),
     ];
     if let Some(s) = status.running_for_secs {
-        rows.push(("Running for", human(s)));
+        rows.push(("Running for", if s == 0 { "just started".into() } else { human(s) }));
     }
     if let Some(s) = status.idle_stop_in_secs {
         rows.push((
@@ -114,11 +116,17 @@ fn render(status: &Status, logs: &[String], workspace_url: &str, c: &Caller) -> 
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>Your workspace: {slug}</title><style>{STYLE}</style></head><body><main>\
+         <title>Your workspace: {slug}</title>{refresh}<style>{STYLE}</style></head><body><main>\
          <h1>Your workspace</h1><p>Signed in as <strong>{user}</strong>{sign_out}</p>\
          <table>{table}</table><p>{buttons}</p><h2>Last log lines</h2><pre id=\"logs\">{log_text}</pre>\
          </main></body></html>",
         slug = escape(&status.workspace),
+        // Follows a start or a stop along, without a script.
+        refresh = if matches!(status.state, "starting" | "draining" | "stopping") {
+            "<meta http-equiv=\"refresh\" content=\"2\">"
+        } else {
+            ""
+        },
         user = escape(c.identity.email.as_deref().unwrap_or(&c.identity.sub)),
         // Sign-out is a POST with the form token (a link could be followed cross-site).
         sign_out = c.csrf.as_deref().map_or(String::new(), |token| format!(

@@ -23,6 +23,8 @@ pub struct Status {
     /// What a start is doing, or why the last one failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<&'static str>,
+    /// The state in plain words, for people.
+    pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub running_for_secs: Option<u64>,
     /// Seconds until it stops for lack of use, if nothing happens meanwhile.
@@ -77,8 +79,17 @@ impl Registry {
             Phase::Retiring => ("stopping", None),
             Phase::Failed(reason) => ("failed", Some(reason.as_str())),
         };
+        let message = match phase {
+            Phase::Stopped => "Stopped: it starts when you open it".to_string(),
+            Phase::Starting(step) => format!("Starting: {}…", step.explain()),
+            Phase::Ready(_) => "Running".to_string(),
+            Phase::Draining(_) => "Stopping… (finishing the requests in flight)".to_string(),
+            Phase::Retiring => "Stopping…".to_string(),
+            Phase::Failed(reason) => format!("Could not start: {}", reason.explain()),
+        };
         let mut status = Status {
             workspace: slug.to_string(),
+            message,
             state,
             detail,
             running_for_secs: None,
