@@ -38,6 +38,18 @@ pub enum HttpError {
     MethodNotAllowed(&'static str),
 }
 
+/// Where a refusal page points a person: their own workspace (roost's
+/// landing sends a signed-in user there), their status page, and sign-out
+/// (which also lets them sign in as someone else). Absolute URLs from the
+/// configured origin, made once.
+#[derive(Debug, Clone)]
+pub struct Ways {
+    pub home: String,
+    pub status: String,
+    pub sign_out: String,
+    pub https: bool,
+}
+
 impl HttpError {
     pub fn status(&self) -> StatusCode {
         match self {
@@ -118,14 +130,51 @@ impl HttpError {
         }
     }
 
-    /// The response for this error; the details are logged here, once.
+    /// A title for the page a person sees.
+    fn title(&self) -> &'static str {
+        match self.status() {
+            StatusCode::FORBIDDEN => "Not yours",
+            StatusCode::NOT_FOUND => "Not found",
+            StatusCode::TOO_MANY_REQUESTS => "Too many requests",
+            StatusCode::UNAUTHORIZED => "Please sign in",
+            StatusCode::BAD_REQUEST => "That did not work",
+            StatusCode::METHOD_NOT_ALLOWED => "Not here",
+            _ => "Not available right now",
+        }
+    }
+
+    /// The response for this error: a page with ways on for a browser
+    /// (`ways`), short text for anyone else. The details are logged here, once.
+    pub fn respond(self, ways: Option<&Ways>) -> Response<Body> {
+        let mut resp = self.log_and_build(|e| match ways {
+            Some(w) => {
+                let links = [
+                    ("Your workspace", w.home.as_str()),
+                    ("Your status page", w.status.as_str()),
+                    ("Sign out or switch user", w.sign_out.as_str()),
+                ];
+                crate::response::refusal_page(e.status(), e.title(), e.public_message(), &links, w.https)
+            }
+            None => crate::response::text(e.status(), e.public_message()),
+        });
+        if ways.is_some() {
+            resp.headers_mut().remove(WWW_AUTHENTICATE);
+        }
+        resp
+    }
+
+    /// The response for this error, as short text (API clients, Traefik).
     pub fn into_response(self) -> Response<Body> {
+        self.respond(None)
+    }
+
+    fn log_and_build(self, body: impl FnOnce(&HttpError) -> Response<Body>) -> Response<Body> {
         let status = self.status();
         match status {
             StatusCode::SERVICE_UNAVAILABLE => tracing::warn!(status = status.as_u16(), error = %self, "refused"),
             _ => tracing::debug!(status = status.as_u16(), error = %self, "refused"),
         }
-        let mut resp = crate::response::text(status, self.public_message());
+        let mut resp = body(&self);
         let headers = resp.headers_mut();
         if status == StatusCode::UNAUTHORIZED && !matches!(self, HttpError::Login(_)) {
             headers.insert(

@@ -11,7 +11,7 @@ use http::header::COOKIE;
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 
 use crate::auth::{AuthError, Identity, Sessions, Verifier};
-use crate::error::HttpError;
+use crate::error::{HttpError, Ways};
 use crate::limits::Limits;
 use crate::metrics::{Limit, Metrics};
 use crate::public_url::PublicOrigin;
@@ -66,6 +66,8 @@ pub struct ForwardAuth {
     auth_wait: std::time::Duration,
     /// `server.trusted_hops`: proxies in front of Traefik.
     trusted_hops: u32,
+    /// Where refusal pages point a person.
+    ways: Ways,
     metrics: Arc<Metrics>,
 }
 
@@ -81,6 +83,12 @@ impl ForwardAuth {
     ) -> Self {
         ForwardAuth {
             trusted_hops,
+            ways: Ways {
+                home: origin.url("/"),
+                status: origin.url("/_roost/"),
+                sign_out: origin.url("/_roost/logout"),
+                https: origin.is_https(),
+            },
             dot_domain: format!(".{}", origin.domain()),
             origin,
             verifier,
@@ -116,6 +124,13 @@ impl ForwardAuth {
                 .append(http::header::SET_COOKIE, sessions.clear_cookie());
         }
         Some(resp)
+    }
+
+    /// A refusal as `req`'s client should get it: a page with ways on for
+    /// a browser, short text for an API client.
+    pub fn refuse(&self, e: HttpError, req: &Parsed<'_>) -> Response<Body> {
+        let browser = req.client() != ClientKind::Api;
+        e.respond(browser.then_some(&self.ways))
     }
 
     pub fn origin(&self) -> &PublicOrigin {

@@ -36,7 +36,7 @@ pub async fn handle<B: RequestBody>(app: &App, req: &Parsed<'_>, body: B) -> Res
         (&Method::POST, "/_roost/start" | "/_roost/stop" | "/_roost/restart") => status::action(app, req, body).await,
         _ => Err(HttpError::NotFound),
     };
-    result.unwrap_or_else(HttpError::into_response)
+    result.unwrap_or_else(|e| app.forward_auth.refuse(e, req))
 }
 
 /// Who is asking a page: the same credentials `/auth` takes (a bearer

@@ -115,7 +115,7 @@ pub async fn handle<B: RequestBody>(
                         fa.origin().is_https(),
                     )
                 }
-                e => e.into_response(),
+                e => fa.refuse(e, req),
             };
         }
     };
@@ -136,14 +136,14 @@ pub async fn handle<B: RequestBody>(
     };
     let upstream = match build_upstream(req, body, &identity, &workspace, address) {
         Ok(r) => r,
-        Err(e) => return e.into_response(),
+        Err(e) => return fa.refuse(e, req),
     };
     let mut resp = match proxy.client.request(upstream).await {
         Ok(resp) => resp,
         Err(e) => {
             // The workspace went away under us: ask the client to retry, which wakes it.
             tracing::warn!(%workspace, error = %e, "workspace did not answer the proxy");
-            return HttpError::NotReady("your workspace is not answering yet").into_response();
+            return fa.refuse(HttpError::NotReady("your workspace is not answering yet"), req);
         }
     };
     proxy.metrics.proxied(client_upgrade.is_some());

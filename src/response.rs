@@ -121,6 +121,43 @@ pub fn html(status: StatusCode, html: String, csp: &str, https: bool) -> Respons
     resp
 }
 
+/// A refusal as a person meets it: a small page in roost's style saying
+/// what happened, with ways on (`links`: text and URL).
+pub fn refusal_page(
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    links: &[(&str, &str)],
+    https: bool,
+) -> Response<Body> {
+    let links: String = links
+        .iter()
+        .map(|(text, url)| format!("<li><a href=\"{}\">{}</a></li>", escape(url), escape(text)))
+        .collect();
+    let message = {
+        let mut m = escape(message);
+        if let Some(first) = m.get(..1) {
+            m.replace_range(..1, &first.to_uppercase());
+        }
+        m
+    };
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title><style>{STYLE}</style></head><body><main>\
+         <h1>{title}</h1><p>{message}.</p><ul>{links}</ul><p><small>{code}</small></p></main></body></html>",
+        title = escape(title),
+        code = status.as_u16(),
+    );
+    html_page(status, html, https)
+}
+
+/// [`html`] under [`page_csp`] with no form target beyond roost.
+fn html_page(status: StatusCode, page: String, https: bool) -> Response<Body> {
+    static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    html(status, page, CSP.get_or_init(|| page_csp("")), https)
+}
+
 /// Text made safe for HTML content and attribute values.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -463,3 +463,54 @@ async fn the_status_page_follows_a_start_in_plain_words() {
     assert!(running.body.contains("just started") || running.body.contains("Running for"));
     assert!(!running.body.contains(REFRESH));
 }
+
+#[tokio::test]
+async fn a_person_meets_a_page_with_ways_on_and_a_client_gets_text() {
+    let app = app(true).await;
+    let bob = bearer("bob");
+    let alice = bearer("alice");
+    // alice's workspace exists; bob asks for it through Traefik's forwardAuth.
+    let forwarded = |who: &str, accept: &str| {
+        req(
+            "GET",
+            "roost:8081",
+            "/auth",
+            &[
+                ("x-forwarded-host", ALICE),
+                ("x-forwarded-method", "GET"),
+                ("authorization", who),
+                ("accept", accept),
+            ],
+        )
+    };
+    let ok = send(&app, Listener::Internal, forwarded(&alice, "*/*")).await;
+    assert_eq!(ok.status, 200);
+    let page = send(&app, Listener::Internal, forwarded(&bob, HTML.1)).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    let csp = page.header("content-security-policy").expect("a CSP");
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    for way in [
+        format!("<a href=\"{ORIGIN}/\">Your workspace</a>"),
+        format!("<a href=\"{ORIGIN}/_roost/\">Your status page</a>"),
+        format!("<a href=\"{ORIGIN}/_roost/logout\">Sign out or switch user</a>"),
+    ] {
+        assert!(page.body.contains(&way), "{way} missing: {}", page.body);
+    }
+    assert!(page.body.contains("Not your workspace."), "{}", page.body);
+    let text = send(&app, Listener::Internal, forwarded(&bob, "application/json")).await;
+    assert_eq!(
+        (text.status, text.body.as_str()),
+        (StatusCode::FORBIDDEN, "not your workspace")
+    );
+    assert_eq!(text.header("content-type"), Some("text/plain; charset=utf-8"));
+    // Unknown pages too.
+    let r = send(&app, Listener::Public, req("GET", DOMAIN, "/_roost/nope", &[HTML])).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.body.contains("<h1>Not found</h1>"), "{}", r.body);
+    let r = send(&app, Listener::Public, req("GET", DOMAIN, "/_roost/nope", &[])).await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::NOT_FOUND, "not found"));
+}

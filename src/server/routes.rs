@@ -63,7 +63,7 @@ async fn public<B: RequestBody>(
                     };
                     redirect(status, &fa.origin().url(&format!("{p}{query}")))
                 }
-                p if p.starts_with("/_roost/") => HttpError::NotFound.into_response(),
+                p if p.starts_with("/_roost/") => fa.refuse(HttpError::NotFound, req),
                 _ => proxy::handle(&app.proxy, fa, req, body, upgrade).await,
             };
             (Endpoint::Proxy, resp)
@@ -78,7 +78,8 @@ async fn internal(app: &App, req: &Parsed<'_>) -> (Endpoint, Response<Body>) {
     match req.path() {
         "/auth" => {
             let resp = forward_auth::handle(&app.forward_auth, req).await;
-            (Endpoint::Auth, resp.unwrap_or_else(HttpError::into_response))
+            // Traefik hands a refusal to the client as it is: a page for a person.
+            (Endpoint::Auth, resp.unwrap_or_else(|e| app.forward_auth.refuse(e, req)))
         }
         "/traefik" => (Endpoint::Traefik, traefik(app)),
         "/healthz" => (Endpoint::Healthz, response::text(StatusCode::OK, "ok")),
