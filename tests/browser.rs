@@ -3,8 +3,9 @@
 //! oidc-provider-mock and the real Docker Engine: open your workspace URL,
 //! sign in at the provider, see the starting page, land in your workspace;
 //! reload without signing in again; another user is refused; the status
-//! page; sign-out with the page's button. Screenshots of the starting and
-//! status pages are kept under `target/test-artifacts/`.
+//! page and a stop; sign-out with the page's button. Screenshots of the
+//! starting page, the 403 page and the status page (running, stopped) are
+//! kept under `target/test-artifacts/`.
 
 mod support;
 
@@ -124,9 +125,11 @@ async fn a_person_signs_in_with_a_browser_and_lands_in_their_workspace() {
     sign_in_at_provider(&bob_browser, &issuer, &bob).await;
     bob_browser
         .page_until(60, "403 for bob on alice's host", |url, src| {
-            url == alice_url && src.contains("not your workspace")
+            url == alice_url && src.contains("Not your workspace") && src.contains("Sign out or switch user")
         })
         .await;
+    let forbidden = bob_browser.screenshot("forbidden-page").await;
+    assert_png(&forbidden);
     bob_browser.close().await;
 
     // Alice's status page.
@@ -134,11 +137,28 @@ async fn a_person_signs_in_with_a_browser_and_lands_in_their_workspace() {
     alice_browser.client.goto(&status_url).await.unwrap();
     alice_browser
         .page_until(30, "the status page", |url, src| {
-            url == status_url && src.contains("Your workspace") && src.contains(">running<")
+            url == status_url && src.contains("Your workspace") && src.contains("data-state=\"running\"")
         })
         .await;
     let status = alice_browser.screenshot("status-page").await;
     assert_png(&status);
+
+    // Stop: the page follows the drain by itself ("Stopping…"), then stopped.
+    alice_browser
+        .client
+        .find(Locator::XPath("//button[normalize-space()='Stop']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    alice_browser
+        .page_until(30, "the status page, stopped", |url, src| {
+            url == status_url && src.contains("data-state=\"stopped\"")
+        })
+        .await;
+    let stopped = alice_browser.screenshot("status-page-stopped").await;
+    assert_png(&stopped);
 
     // Sign-out: the page only shows a button (a POST with the form token);
     // clicking it ends the session, then the workspace URL asks for sign-in again.

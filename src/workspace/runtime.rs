@@ -136,10 +136,11 @@ impl FailReason {
     /// How long a failure stands before a request may start another
     /// attempt: no storm of doomed starts, and a truthful `Retry-After`.
     pub fn backoff(self) -> Duration {
-        if self.is_permanent() {
-            Duration::from_secs(30)
-        } else {
-            Duration::from_secs(5)
+        match self {
+            _ if self.is_permanent() => Duration::from_secs(30),
+            // What a refusal for capacity tells the client (`Retry-After: 2`).
+            FailReason::Capacity => Duration::from_secs(2),
+            _ => Duration::from_secs(5),
         }
     }
 

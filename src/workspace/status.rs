@@ -128,9 +128,10 @@ impl Registry {
         self.runtime().logs(&id, LOG_LINES).await
     }
 
-    /// Stops the workspace now (route withdrawn and drained first; the
-    /// container and volume are kept).
-    pub async fn stop(&self, caller: &Identity, slug: &str) -> Result<(), RuntimeError> {
+    /// Stops the workspace: its route is withdrawn at once, the drain and the
+    /// stop go on in the background (the status page shows "Stopping…");
+    /// the container and volume are kept.
+    pub async fn stop(self: &Arc<Self>, caller: &Identity, slug: &str) -> Result<(), RuntimeError> {
         self.authorize(caller, slug).await?;
         let Some(entry) = self.get(slug) else {
             return Ok(()); // not running here: nothing to stop
@@ -139,14 +140,29 @@ impl Registry {
             Phase::Starting(_) => Err(RuntimeError::NotReady {
                 retry_after: Duration::from_secs(2),
             }),
-            Phase::Ready(_) => self.retire(&entry, Retire::Requested).await,
+            Phase::Ready(_) => {
+                self.retire_in_background(entry, Retire::Requested);
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
 
-    /// Stops the workspace, then starts it again (without waiting for it).
+    /// Stops the workspace (drained first), then starts it again (without
+    /// waiting for the start).
     pub async fn restart(self: &Arc<Self>, caller: &Identity, slug: &str) -> Result<(), RuntimeError> {
-        self.stop(caller, slug).await?;
+        self.authorize(caller, slug).await?;
+        if let Some(entry) = self.get(slug) {
+            match entry.phase() {
+                Phase::Starting(_) => {
+                    return Err(RuntimeError::NotReady {
+                        retry_after: Duration::from_secs(2),
+                    })
+                }
+                Phase::Ready(_) => self.retire(&entry, Retire::Requested).await?,
+                _ => {}
+            }
+        }
         self.start(caller, slug).await
     }
 }

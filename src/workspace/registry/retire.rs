@@ -35,20 +35,50 @@ impl Retire {
     }
 }
 
+/// A retirement begun: the route withdrawn, the drain under way.
+struct Draining {
+    _busy: Busy,
+    addr: std::net::SocketAddr,
+    started: Instant,
+    /// When the drain began (milliseconds since the registry's epoch).
+    drained_at: u64,
+}
+
 impl Registry {
     /// Drains, then stops or removes a ready workspace. Nothing happens when
     /// it is not ready, or a spawn or another retirement is under way.
     pub async fn retire(&self, entry: &Arc<Entry>, why: Retire) -> Result<(), RuntimeError> {
-        let Some(_busy) = Busy::take(entry) else {
-            return Ok(());
-        };
-        let started = Instant::now();
+        match self.begin_retire(entry) {
+            Some(draining) => self.finish_retire(entry, why, draining).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Ready → Draining, at once (the route is withdrawn from the next
+    /// `/traefik`); `None` when it is not ready or busy.
+    fn begin_retire(&self, entry: &Arc<Entry>) -> Option<Draining> {
+        let busy = Busy::take(entry)?;
         let Phase::Ready(addr) = entry.phase() else {
-            return Ok(());
+            return None;
         };
         self.set_phase(entry, Phase::Draining(addr));
         self.update_running_gauge();
-        let drained_at = self.now_ms();
+        Some(Draining {
+            _busy: busy,
+            addr,
+            started: Instant::now(),
+            drained_at: self.now_ms(),
+        })
+    }
+
+    /// The drain, then the stop or removal.
+    async fn finish_retire(&self, entry: &Arc<Entry>, why: Retire, draining: Draining) -> Result<(), RuntimeError> {
+        let Draining {
+            addr,
+            started,
+            drained_at,
+            ..
+        } = draining;
         tokio::select! {
             () = tokio::time::sleep(self.config.drain_grace) => {}
             () = self.stop.cancelled() => {}
@@ -107,13 +137,17 @@ impl Registry {
         result
     }
 
-    /// Retires `entry` in a task of the registry's (roost's shutdown waits
-    /// for it; [`Registry::retire`] keeps the workspace when roost stops).
+    /// Begins retiring `entry` now (it is draining when this returns) and
+    /// finishes in a task of the registry's (roost's shutdown waits for it;
+    /// a drain cut short by shutdown keeps the workspace).
     pub fn retire_in_background(self: &Arc<Self>, entry: Arc<Entry>, why: Retire) {
+        let Some(draining) = self.begin_retire(&entry) else {
+            return;
+        };
         let registry = self.clone();
         // Not `spawn_task`: a drain cut short by shutdown must still settle the phase.
         self.tasks.spawn(async move {
-            let _ = registry.retire(&entry, why).await;
+            let _ = registry.finish_retire(&entry, why, draining).await;
         });
     }
 }

@@ -291,7 +291,8 @@ async fn max_running_refuses_one_more_with_capacity() {
         .await
         .unwrap_err();
     assert!(matches!(e, RuntimeError::AtCapacity(..)), "{e:?}");
-    f.registry.stop(&alice, &alice.slug).await.expect("stopped");
+    f.registry.stop(&alice, &alice.slug).await.expect("stopping");
+    sleep(6).await; // past the drain, and past the refusal's back-off
     f.registry
         .ensure_ready(&bob, &bob.slug, Duration::from_secs(1))
         .await
@@ -362,4 +363,31 @@ async fn shutdown_abandons_spawns_and_never_stops_workspaces() {
     assert!(matches!(f.phase(&alice), Phase::Ready(_)));
     assert_eq!(f.runtime.stops(), 0);
     assert!(f.runtime.is_running(&alice.slug));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_withdraws_the_route_at_once_and_stops_after_the_drain() {
+    let f = fixture("drain_grace = \"5s\"", Duration::ZERO);
+    let alice = user("alice");
+    f.registry
+        .ensure_ready(&alice, &alice.slug, Duration::from_secs(1))
+        .await
+        .expect("ready");
+    f.registry.stop(&alice, &alice.slug).await.expect("stopping");
+    assert!(matches!(f.phase(&alice), Phase::Draining(_)), "{:?}", f.phase(&alice));
+    assert!(f.registry.ready().is_empty());
+    let status = f.registry.status(&alice, &alice.slug).await.expect("status");
+    assert_eq!(status.message, "Stopping… (finishing the requests in flight)");
+    sleep(6).await;
+    assert_eq!(f.phase(&alice), Phase::Stopped);
+    assert_eq!(f.runtime.stops(), 1);
+    // A restart drains, stops and starts again.
+    f.registry
+        .ensure_ready(&alice, &alice.slug, Duration::from_secs(1))
+        .await
+        .expect("ready again");
+    f.registry.restart(&alice, &alice.slug).await.expect("restarting");
+    sleep(1).await;
+    assert!(matches!(f.phase(&alice), Phase::Ready(_)));
+    assert_eq!(f.runtime.stops(), 2);
 }
