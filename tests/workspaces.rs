@@ -379,8 +379,11 @@ async fn failures_are_clear_and_leave_nothing_behind() {
     let alice = w.user("alice");
     let r = missing.auth(&workspace_host(&alice), Some(&w.token(&alice))).await;
     assert_eq!(r.status, 503);
-    assert_eq!(r.body, "your workspace could not start");
-    assert!(r.header("retry-after").is_some());
+    assert_eq!(
+        r.body,
+        "the workspace image is missing on the server; please tell your operator"
+    );
+    assert_eq!(r.header("retry-after"), Some("300"), "retrying soon cannot help");
     assert!(w.cleanup.containers().is_empty() && w.cleanup.volumes().is_empty());
     missing.stop().await;
     // A workspace that exits at once: fails fast, with nothing left behind.
@@ -395,7 +398,14 @@ async fn failures_are_clear_and_leave_nothing_behind() {
         started.elapsed() < Duration::from_secs(20),
         "failed fast, not after start_timeout"
     );
+    assert_eq!(r.body, "your workspace's app stopped right after it started");
     assert!(w.cleanup.containers().is_empty());
+    // Within the failure's back-off, asking again starts no other attempt.
+    for _ in 0..5 {
+        let r = dying.auth(&workspace_host(&bob), Some(&w.token(&bob))).await;
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert_eq!(r.header("retry-after"), Some("5"));
+    }
     let metrics = dying.client.get(&dying.url("/metrics"), &[]).await.body;
     assert!(
         metrics.contains("roost_workspace_failures_total{reason=\"exited\"} 1"),
