@@ -1,4 +1,4 @@
-//! roost's router driven in-process (`tests/in_process.rs`): an app over
+//! roost's router driven in-process (`tests/in_process/`): an app over
 //! the in-memory runtime with keys and the provider's endpoints from a
 //! static fetcher, requests built as values, and their replies.
 
