@@ -130,10 +130,20 @@ impl HttpError {
         }
     }
 
+    /// Someone else's workspace (by its host or its owner).
+    fn is_not_yours(&self) -> bool {
+        match self {
+            HttpError::Forbidden(reason) => *reason == "not your workspace",
+            HttpError::Runtime(e) => e.is_not_owner(),
+            _ => false,
+        }
+    }
+
     /// A title for the page a person sees.
     fn title(&self) -> &'static str {
         match self.status() {
-            StatusCode::FORBIDDEN => "Not yours",
+            StatusCode::FORBIDDEN if self.is_not_yours() => "Not your workspace",
+            StatusCode::FORBIDDEN => "Not allowed",
             StatusCode::NOT_FOUND => "Not found",
             StatusCode::TOO_MANY_REQUESTS => "Too many requests",
             StatusCode::UNAUTHORIZED => "Please sign in",
