@@ -163,7 +163,12 @@ impl HttpError {
                     ("Your status page", w.status.as_str()),
                     ("Sign out or switch user", w.sign_out.as_str()),
                 ];
-                crate::response::refusal_page(e.status(), e.title(), e.public_message(), &links, w.https)
+                let message = if e.is_not_yours() {
+                    "this workspace belongs to another account: open your own, or sign out to switch user"
+                } else {
+                    e.public_message()
+                };
+                crate::response::refusal_page(e.status(), e.title(), message, &links, w.https)
             }
             None => crate::response::text(e.status(), e.public_message()),
         });

@@ -142,7 +142,12 @@ async fn a_person_meets_a_page_with_ways_on_and_a_client_gets_text() {
     ] {
         assert!(page.body.contains(&way), "{way} missing: {}", page.body);
     }
-    assert!(page.body.contains("Not your workspace."), "{}", page.body);
+    assert!(
+        page.body
+            .contains("<h1>Not your workspace</h1><p>This workspace belongs to another account"),
+        "{}",
+        page.body
+    );
     let text = send(&app, Listener::Internal, forwarded(&bob, "application/json")).await;
     assert_eq!(
         (text.status, text.body.as_str()),
