@@ -27,7 +27,7 @@ use roost_fuzz::{fresh_login, harness, set_cookies, split_at_byte, AUTHORIZE, OR
 
 fuzz_target!(|data: &[u8]| {
     let h = harness();
-    let sessions = h.app.forward_auth.sessions().expect("sessions");
+    let sessions = &h.sessions;
     let login = fresh_login();
     h.fetcher.set_token_answer(None);
 

@@ -29,8 +29,9 @@ fuzz_target!(|data: &[u8]| {
         Ok(config) => {
             let h = harness();
             let _enter = h.rt.enter();
-            let app = roost::app::App::new(config, h.fetcher.clone(), None);
-            let _ = app.routes.current(None);
+            let runtime = Arc::new(roost::workspace::memory::MemoryRuntime::new(([127, 0, 0, 1], 9).into()));
+            let app = roost::app::App::new(config, h.fetcher.clone(), runtime);
+            let _ = app.routes.current(&app.workspaces);
             drop(Arc::clone(&app));
         }
         Err(e) => {

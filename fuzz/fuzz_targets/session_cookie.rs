@@ -86,7 +86,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let h = harness();
-    let sessions = h.app.forward_auth.sessions().expect("sessions");
+    let sessions = &h.sessions;
     match mode % 4 {
         0 | 1 => {
             let rest = credentials().splice(rest);

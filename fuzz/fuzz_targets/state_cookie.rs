@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let h = harness();
-    let sessions = h.app.forward_auth.sessions().expect("sessions");
+    let sessions = &h.sessions;
     let login = fresh_login();
 
     if mode % 4 == 0 {

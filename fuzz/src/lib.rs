@@ -131,12 +131,11 @@ pub fn secrets() -> Secrets {
         oidc_client_secret: Some(Secret::new("fuzz-client-secret")),
         cookie_key: Some(Secret::new(COOKIE_KEY)),
         cookie_key_previous: Some(Secret::new(OLD_COOKIE_KEY)),
-        redis_url: None,
     }
 }
 
-/// One roost per fuzz process, keys loaded, no container runtime (every
-/// workspace counts as ready), and a current-thread runtime to drive it.
+/// One roost per fuzz process, keys loaded, containers in memory (every
+/// workspace starts at once), and a current-thread runtime to drive it.
 ///
 /// `app` verifies RS256 (k1), as deployments do by default. `ed` is the same
 /// deployment configured for EdDSA only, whose tokens the harness can sign
@@ -146,6 +145,8 @@ pub fn secrets() -> Secrets {
 pub struct Harness {
     pub rt: tokio::runtime::Runtime,
     pub app: Arc<App>,
+    /// Sessions sealed with the app's cookie keys (as any replica's are).
+    pub sessions: Arc<roost::auth::Sessions>,
     pub fetcher: Arc<StaticFetcher>,
     pub ed: EdDeployment,
 }
@@ -167,12 +168,16 @@ impl Harness {
         let fetcher = Arc::new(StaticFetcher::new());
         let app = {
             let _enter = rt.enter();
-            App::new(config, fetcher.clone(), None)
+            let runtime = Arc::new(roost::workspace::memory::MemoryRuntime::new(([127, 0, 0, 1], 9).into()));
+            App::new(config, fetcher.clone(), runtime)
         };
         rt.block_on(app.keys.refresh())
             .expect("keys load from the static fetcher");
         assert!(app.login.is_some(), "sign-in is configured");
-        assert!(app.forward_auth.sessions().is_some(), "sessions are configured");
+        let origin = roost::public_url::PublicOrigin::new(&app.config.routing);
+        let sessions = roost::auth::Sessions::new(&app.config.secrets, &app.config.session, &origin)
+            .map(Arc::new)
+            .expect("sessions are configured");
         let ed_config = Config::from_toml(&config_text(r#"["EdDSA"]"#), secrets()).expect("the EdDSA config is valid");
         let keys = Arc::new(roost::auth::KeyStore::new(
             &ed_config.oidc,
@@ -190,7 +195,13 @@ impl Harness {
             keys,
             verifier,
         };
-        Harness { rt, app, fetcher, ed }
+        Harness {
+            rt,
+            app,
+            sessions,
+            fetcher,
+            ed,
+        }
     }
 }
 
@@ -264,7 +275,7 @@ impl Credentials {
         use roost::public_url::PublicOrigin;
         let config = &h.app.config;
         let origin = PublicOrigin::new(&config.routing);
-        let sessions = h.app.forward_auth.sessions().expect("sessions");
+        let sessions = &h.sessions;
         let value = |set_cookie: http::HeaderValue| {
             let c = cookie::Cookie::parse(set_cookie.to_str().expect("ascii").to_string()).expect("a cookie");
             c.value().to_string()
@@ -331,7 +342,7 @@ pub fn fresh_login() -> roost::auth::Login {
     roost::auth::Login::new(
         &h.ed.config,
         &origin,
-        h.app.forward_auth.sessions().expect("sessions").clone(),
+        h.sessions.clone(),
         h.ed.keys.clone(),
         h.fetcher.clone(),
         h.ed.verifier.clone(),
