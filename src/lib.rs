@@ -1,7 +1,7 @@
 //! roost: per-user workspace containers behind a stock Traefik.
 //!
 //! Traefik's forwardAuth asks roost on every request whether it may pass;
-//! Traefik's HTTP provider polls roost for routes. See `DESIGN.md`.
+//! Traefik's HTTP provider polls roost for routes. The architecture: `docs/ARCHITECTURE.md`.
 //!
 //! Map of the crate (imports point down it, never back: [`response`] and
 //! [`request`] below the handlers, the handlers below [`server`]):
