@@ -137,6 +137,9 @@ impl FailReason {
     /// attempt: no storm of doomed starts, and a truthful `Retry-After`.
     pub fn backoff(self) -> Duration {
         match self {
+            // The caller's fault (another's volume), not the workspace's: it
+            // must never stand in the way of the rightful owner's next request.
+            FailReason::NotOwner => Duration::ZERO,
             _ if self.is_permanent() => Duration::from_secs(30),
             // What a refusal for capacity tells the client (`Retry-After: 2`).
             FailReason::Capacity => Duration::from_secs(2),
@@ -428,5 +431,14 @@ mod tests {
         assert!(!RuntimeError::Engine("x".into()).is_permanent());
         assert!(!RuntimeError::NotOwner.is_permanent());
         assert!(!RuntimeError::AtCapacity("running", Duration::ZERO).is_permanent());
+    }
+
+    #[test]
+    fn back_offs_match_what_the_caller_is_told() {
+        assert_eq!(FailReason::ImageMissing.backoff(), Duration::from_secs(30));
+        assert_eq!(FailReason::Capacity.backoff(), Duration::from_secs(2));
+        assert_eq!(FailReason::Exited.backoff(), Duration::from_secs(5));
+        // Another account's refusal never blocks the owner.
+        assert_eq!(FailReason::NotOwner.backoff(), Duration::ZERO);
     }
 }
