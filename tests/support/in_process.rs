@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use http::{HeaderMap, Request, StatusCode};
+use http::Request;
 use http_body_util::{BodyExt, Full};
 use roost::app::App;
 use roost::auth::{FetchError, KeyFetcher};
@@ -71,19 +71,16 @@ pub async fn app_on(sign_in: bool, runtime: Arc<MemoryRuntime>) -> Arc<App> {
     app
 }
 
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: String,
+pub use super::http::Reply;
+
+/// Where a reply redirects to sign in.
+pub trait SignInRd {
+    /// The `rd` of a redirect to sign-in, decoded.
+    fn sign_in_rd(&self) -> String;
 }
 
-impl Reply {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// The `rd` of a redirect to sign-in, decoded.
-    pub fn sign_in_rd(&self) -> String {
+impl SignInRd for Reply {
+    fn sign_in_rd(&self) -> String {
         let location = self.header("location").expect("a Location");
         let query = location
             .strip_prefix(&format!("{ORIGIN}/_roost/login?"))

@@ -56,6 +56,13 @@ fn fixture(extra: &str, start_delay: Duration) -> Fixture {
 }
 
 impl Fixture {
+    /// `who`'s own workspace, ready within a second (of tokio's clock).
+    async fn ready(&self, who: &Identity, what: &str) {
+        if let Err(e) = self.registry.ensure_ready(who, &who.slug, Duration::from_secs(1)).await {
+            panic!("{what}: {e:?}");
+        }
+    }
+
     fn phase(&self, who: &Identity) -> Phase {
         self.registry.get(&who.slug).map_or(Phase::Stopped, |e| e.phase())
     }
@@ -109,10 +116,7 @@ async fn an_idle_workspace_stops_within_its_bound_and_noise_does_not_keep_it() {
     let f = fixture("idle_timeout = \"60s\"\ndrain_grace = \"5s\"", Duration::ZERO);
     let stop = f.run_background();
     let alice = user("alice");
-    f.registry
-        .ensure_ready(&alice, &alice.slug, Duration::from_secs(1))
-        .await
-        .expect("ready");
+    f.ready(&alice, "ready").await;
     for _ in 0..5 {
         sleep(10).await; // 50 s of nothing but ARP answers
         f.runtime.arp(&alice.slug);
@@ -131,10 +135,7 @@ async fn a_workspace_sending_its_own_traffic_stays_up() {
     let f = fixture("idle_timeout = \"60s\"\ndrain_grace = \"5s\"", Duration::ZERO);
     let stop = f.run_background();
     let alice = user("alice");
-    f.registry
-        .ensure_ready(&alice, &alice.slug, Duration::from_secs(1))
-        .await
-        .expect("ready");
+    f.ready(&alice, "ready").await;
     for _ in 0..60 {
         sleep(10).await;
         f.runtime.send(&alice.slug, 77); // a WebSocket message every 10 s
@@ -148,10 +149,7 @@ async fn a_workspace_sending_its_own_traffic_stays_up() {
 async fn a_workspace_used_while_draining_is_kept() {
     let f = fixture("drain_grace = \"10s\"", Duration::ZERO);
     let alice = user("alice");
-    f.registry
-        .ensure_ready(&alice, &alice.slug, Duration::from_secs(1))
-        .await
-        .expect("ready");
+    f.ready(&alice, "ready").await;
     let entry = f.registry.get(&alice.slug).expect("an entry");
     f.registry.retire_in_background(entry.clone(), Retire::Idle);
     sleep(2).await;
@@ -173,26 +171,17 @@ async fn past_max_lifetime_the_container_is_removed_and_made_anew() {
     );
     let stop = f.run_background();
     let alice = user("alice");
-    f.registry
-        .ensure_ready(&alice, &alice.slug, Duration::from_secs(1))
-        .await
-        .expect("ready");
+    f.ready(&alice, "ready").await;
     for _ in 0..2 {
         sleep(50).await;
-        f.registry
-            .ensure_ready(&alice, &alice.slug, Duration::from_secs(1))
-            .await
-            .expect("in use");
+        f.ready(&alice, "in use").await;
     }
     assert!(matches!(f.phase(&alice), Phase::Ready(_)));
     // Bound: max_lifetime + one interval (30 s) + drain_grace.
     sleep(120 + 30 + 5 + 1 - 100).await;
     assert_eq!(f.phase(&alice), Phase::Stopped);
     assert!(!f.runtime.exists(&alice.slug), "the container is removed");
-    f.registry
-        .ensure_ready(&alice, &alice.slug, Duration::from_secs(1))
-        .await
-        .expect("made anew");
+    f.ready(&alice, "made anew").await;
     assert_eq!(f.runtime.ensures(), 2);
     stop.cancel();
 }
@@ -245,10 +234,7 @@ async fn a_permanent_failure_is_not_retried_for_a_while() {
     assert_eq!(f.runtime.ensures(), 1, "no storm of doomed starts");
     sleep(30).await;
     f.runtime.fail_with(None);
-    f.registry
-        .ensure_ready(&alice, &alice.slug, Duration::from_secs(1))
-        .await
-        .expect("fixed");
+    f.ready(&alice, "fixed").await;
     assert_eq!(f.runtime.ensures(), 2);
 }
 
@@ -270,10 +256,7 @@ async fn a_passing_failure_is_retried_after_a_short_back_off() {
     assert_eq!(f.runtime.ensures(), 1, "one attempt per back-off window");
     f.runtime.fail_with(None);
     sleep(3).await;
-    f.registry
-        .ensure_ready(&alice, &alice.slug, Duration::from_secs(1))
-        .await
-        .expect("retried");
+    f.ready(&alice, "retried").await;
     assert_eq!(f.runtime.ensures(), 2);
 }
 
@@ -281,10 +264,7 @@ async fn a_passing_failure_is_retried_after_a_short_back_off() {
 async fn max_running_refuses_one_more_with_capacity() {
     let f = fixture("max_running = 1", Duration::ZERO);
     let (alice, bob) = (user("alice"), user("bob"));
-    f.registry
-        .ensure_ready(&alice, &alice.slug, Duration::from_secs(1))
-        .await
-        .expect("ready");
+    f.ready(&alice, "ready").await;
     let e = f
         .registry
         .ensure_ready(&bob, &bob.slug, Duration::from_secs(1))
@@ -293,10 +273,7 @@ async fn max_running_refuses_one_more_with_capacity() {
     assert!(matches!(e, RuntimeError::AtCapacity(..)), "{e:?}");
     f.registry.stop(&alice, &alice.slug).await.expect("stopping");
     sleep(6).await; // past the drain, and past the refusal's back-off
-    f.registry
-        .ensure_ready(&bob, &bob.slug, Duration::from_secs(1))
-        .await
-        .expect("room now");
+    f.ready(&bob, "room now").await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -308,10 +285,7 @@ async fn nobody_uses_or_sees_another_users_workspace() {
         .ensure_ready(&mallory, &alice.slug, Duration::from_secs(1))
         .await;
     assert!(matches!(nobody, Err(RuntimeError::NoSuchWorkspace)), "{nobody:?}");
-    f.registry
-        .ensure_ready(&alice, &alice.slug, Duration::from_secs(1))
-        .await
-        .expect("ready");
+    f.ready(&alice, "ready").await;
     assert_eq!(f.registry.gate(&mallory, &alice.slug), Gate::Forbidden);
     for refused in [
         f.registry
@@ -369,10 +343,7 @@ async fn shutdown_abandons_spawns_and_never_stops_workspaces() {
 async fn a_stop_withdraws_the_route_at_once_and_stops_after_the_drain() {
     let f = fixture("drain_grace = \"5s\"", Duration::ZERO);
     let alice = user("alice");
-    f.registry
-        .ensure_ready(&alice, &alice.slug, Duration::from_secs(1))
-        .await
-        .expect("ready");
+    f.ready(&alice, "ready").await;
     f.registry.stop(&alice, &alice.slug).await.expect("stopping");
     assert!(matches!(f.phase(&alice), Phase::Draining(_)), "{:?}", f.phase(&alice));
     assert!(f.registry.ready().is_empty());
@@ -382,10 +353,7 @@ async fn a_stop_withdraws_the_route_at_once_and_stops_after_the_drain() {
     assert_eq!(f.phase(&alice), Phase::Stopped);
     assert_eq!(f.runtime.stops(), 1);
     // A restart drains, stops and starts again.
-    f.registry
-        .ensure_ready(&alice, &alice.slug, Duration::from_secs(1))
-        .await
-        .expect("ready again");
+    f.ready(&alice, "ready again").await;
     f.registry.restart(&alice, &alice.slug).await.expect("restarting");
     sleep(1).await;
     assert!(matches!(f.phase(&alice), Phase::Ready(_)));
