@@ -92,7 +92,7 @@ authenticated_per_user = "100000000/s"
     });
     // Containers in memory: the benchmark measures roost, not an engine.
     let runtime = Arc::new(MemoryRuntime::new(([127, 0, 0, 1], 9).into()));
-    let app = App::new(config, fetcher, runtime);
+    let app = App::new(config, fetcher, runtime, Arc::new(roost::store::Embedded::in_memory()));
     rt.block_on(app.keys.refresh()).unwrap();
     app
 }

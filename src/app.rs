@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{KeyFetcher, KeyStore, Login, Sessions, Verifier};
+use crate::auth::{revocations, KeyFetcher, KeyStore, Login, Revocations, Sessions, Verifier};
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::forward_auth::ForwardAuth;
@@ -16,8 +16,9 @@ use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::public_url::PublicOrigin;
+use crate::store::{Store, StoreError};
 use crate::traefik::RouteTable;
-use crate::workspace::registry::Registry;
+use crate::workspace::registry::{self, Registry};
 use crate::workspace::runtime::Runtime;
 use crate::workspace::{events, reaper};
 
@@ -36,11 +37,20 @@ pub struct App {
     /// What `GET /traefik` serves.
     pub routes: RouteTable,
     pub proxy: Proxy,
+    /// Shared state (embedded, or Redis for several replicas).
+    pub store: Arc<dyn Store>,
+    /// Sessions taken away, as this replica knows them.
+    pub revocations: Arc<Revocations>,
 }
 
 impl App {
     /// Builds the components; nothing runs until `server::run`.
-    pub fn new(config: Config, fetcher: Arc<dyn KeyFetcher>, runtime: Arc<dyn Runtime>) -> Arc<App> {
+    pub fn new(
+        config: Config,
+        fetcher: Arc<dyn KeyFetcher>,
+        runtime: Arc<dyn Runtime>,
+        store: Arc<dyn Store>,
+    ) -> Arc<App> {
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::new());
         let keys = Arc::new(KeyStore::new(&config.oidc, fetcher.clone(), metrics.clone()));
@@ -53,9 +63,12 @@ impl App {
             scope,
             metrics.clone(),
             Arc::new(SystemClock),
+            store.clone(),
         );
+        let revocations = Arc::new(Revocations::default());
         let origin = PublicOrigin::new(&config.routing);
-        let sessions = Sessions::new(&config.secrets, &config.session, &origin).map(Arc::new);
+        let sessions = Sessions::new(&config.secrets, &config.session, &origin)
+            .map(|s| Arc::new(s.with_revocations(revocations.clone())));
         let login = sessions.as_ref().and_then(|s| {
             Login::new(
                 &config,
@@ -64,6 +77,7 @@ impl App {
                 keys.clone(),
                 fetcher.clone(),
                 verifier.clone(),
+                store.clone(),
             )
         });
         let forward_auth = ForwardAuth::new(
@@ -87,7 +101,15 @@ impl App {
             forward_auth,
             login,
             workspaces,
+            store,
+            revocations,
         })
+    }
+
+    /// Loads what must be known before serving: every revocation in force
+    /// (a replica must not accept a revoked session it has not heard of).
+    pub async fn load(&self) -> Result<(), StoreError> {
+        self.revocations.load(&*self.store).await
     }
 }
 
@@ -99,6 +121,12 @@ impl App {
         background.spawn(self.limits.clone().run_janitor(stop.child_token()));
         background.spawn(events::follow(self.workspaces.clone(), stop.child_token()));
         background.spawn(reaper::run(self.workspaces.clone(), stop.child_token()));
+        background.spawn(registry::run_sharing(self.workspaces.clone(), stop.child_token()));
+        background.spawn(revocations::follow(
+            self.store.clone(),
+            self.revocations.clone(),
+            stop.child_token(),
+        ));
         background
     }
 

@@ -13,23 +13,35 @@ pub fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Where wall-clock seconds come from.
+/// Milliseconds since the Unix epoch (0 if the clock is set before 1970).
+pub fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Where wall-clock time comes from.
 pub trait Clock: Send + Sync + 'static {
-    fn now_secs(&self) -> u64;
+    /// Milliseconds since the Unix epoch (activity shared between replicas).
+    fn now_millis(&self) -> u64;
+    fn now_secs(&self) -> u64 {
+        self.now_millis() / 1000
+    }
 }
 
 /// The system's clock.
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    fn now_secs(&self) -> u64 {
-        now_secs()
+    fn now_millis(&self) -> u64 {
+        now_millis()
     }
 }
 
 /// Wall time that advances with tokio's clock from the moment it is made:
 /// under a paused runtime (tests), it moves only when tokio's time does.
 pub struct TokioClock {
+    /// Milliseconds since the epoch when it was made.
     wall: u64,
     at: tokio::time::Instant,
 }
@@ -37,7 +49,7 @@ pub struct TokioClock {
 impl TokioClock {
     pub fn new() -> Self {
         TokioClock {
-            wall: now_secs(),
+            wall: now_millis(),
             at: tokio::time::Instant::now(),
         }
     }
@@ -50,7 +62,8 @@ impl Default for TokioClock {
 }
 
 impl Clock for TokioClock {
-    fn now_secs(&self) -> u64 {
-        self.wall.saturating_add(self.at.elapsed().as_secs())
+    fn now_millis(&self) -> u64 {
+        self.wall
+            .saturating_add(u64::try_from(self.at.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 }

@@ -11,7 +11,7 @@ mod values;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
@@ -78,6 +78,9 @@ pub struct Secrets {
     /// `ROOST_COOKIE_KEY_PREVIOUS`: the key before the last rotation; its
     /// cookies are still accepted (and re-sealed with the current key).
     pub cookie_key_previous: Option<Secret>,
+    /// `ROOST_REDIS_URL`: the shared store of several replicas
+    /// (`redis://` or `rediss://`, user and password in the URL).
+    pub redis_url: Option<Secret>,
 }
 
 impl Secrets {
@@ -88,6 +91,7 @@ impl Secrets {
             oidc_client_secret: get("ROOST_OIDC_CLIENT_SECRET"),
             cookie_key: get("ROOST_COOKIE_KEY"),
             cookie_key_previous: get("ROOST_COOKIE_KEY_PREVIOUS"),
+            redis_url: get("ROOST_REDIS_URL"),
         }
     }
 }
@@ -107,7 +111,18 @@ pub struct Config {
     pub workspace: WorkspaceConfig,
     pub limits: LimitsConfig,
     pub session: SessionConfig,
+    pub store: StoreConfig,
     pub secrets: Secrets,
+}
+
+/// Where shared state lives (`[store]` and `ROOST_REDIS_URL`).
+#[derive(Debug, Clone, Default)]
+pub struct StoreConfig {
+    /// The embedded store's revocation file (one replica, no Redis). Read
+    /// from a file, the config defaults it to `roost-revocations` beside
+    /// itself and resolves a relative path against its own folder; `None`
+    /// (a config built in memory) keeps revocations in memory only.
+    pub path: Option<PathBuf>,
 }
 
 /// Which roost this is (`[deployment]`): its id is in every container,
@@ -302,7 +317,15 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Config::from_toml(&text, Secrets::from_env())
+        let mut config = Config::from_toml(&text, Secrets::from_env())?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let file = config
+            .store
+            .path
+            .take()
+            .unwrap_or_else(|| PathBuf::from("roost-revocations"));
+        config.store.path = Some(dir.join(file));
+        Ok(config)
     }
 
     /// Validates a config file's text; every bad key is reported at once.

@@ -63,9 +63,10 @@ impl HttpError {
             HttpError::NotFound => StatusCode::NOT_FOUND,
             HttpError::Login(e) => match e {
                 LoginError::NotConfigured => StatusCode::NOT_FOUND,
-                LoginError::NotDiscovered | LoginError::Exchange(_) | LoginError::BadTokenResponse => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
+                LoginError::NotDiscovered
+                | LoginError::Exchange(_)
+                | LoginError::BadTokenResponse
+                | LoginError::StoreDown(_) => StatusCode::SERVICE_UNAVAILABLE,
                 LoginError::Incomplete | LoginError::NoPending | LoginError::Expired | LoginError::Replayed => {
                     StatusCode::BAD_REQUEST
                 }
@@ -88,9 +89,10 @@ impl HttpError {
             HttpError::NotReady(reason) => reason,
             HttpError::Login(e) => match e {
                 LoginError::NotConfigured => "browser sign-in is not enabled",
-                LoginError::NotDiscovered | LoginError::Exchange(_) | LoginError::BadTokenResponse => {
-                    "sign-in is temporarily unavailable; try again shortly"
-                }
+                LoginError::NotDiscovered
+                | LoginError::Exchange(_)
+                | LoginError::BadTokenResponse
+                | LoginError::StoreDown(_) => "sign-in is temporarily unavailable; try again shortly",
                 LoginError::Incomplete | LoginError::NoPending | LoginError::Expired | LoginError::Replayed => {
                     "this sign-in link is invalid or has expired; open your workspace to sign in again"
                 }
@@ -115,9 +117,12 @@ impl HttpError {
             HttpError::Runtime(e) if e.is_permanent() => Some(Duration::from_secs(300)),
             HttpError::Runtime(_) => Some(Duration::from_secs(5)),
             HttpError::NotReady(_) => Some(Duration::from_secs(1)),
-            HttpError::Login(LoginError::NotDiscovered | LoginError::Exchange(_) | LoginError::BadTokenResponse) => {
-                Some(Duration::from_secs(5))
-            }
+            HttpError::Login(
+                LoginError::NotDiscovered
+                | LoginError::Exchange(_)
+                | LoginError::BadTokenResponse
+                | LoginError::StoreDown(_),
+            ) => Some(Duration::from_secs(5)),
             _ => None,
         }
     }

@@ -21,6 +21,7 @@ use crate::request::Parsed;
 pub use crate::request::{ClientKind, Credential, Parsed as AuthRequest};
 use crate::response::{full, redirect, Body};
 use crate::slug;
+use crate::store::Revocation;
 use crate::workspace::registry::{Phase, Registry};
 use crate::workspace::Gate;
 
@@ -49,6 +50,8 @@ pub struct Authenticated {
     pub set_cookie: Option<HeaderValue>,
     /// The session's form token, when the caller came with a session.
     pub csrf: Option<String>,
+    /// What signing this session out revokes, when the caller came with one.
+    pub session: Option<Revocation>,
 }
 
 /// The `/auth` decision and what it needs.
@@ -210,6 +213,7 @@ impl ForwardAuth {
     /// count, and are never refused for their address ([`crate::limits`]).
     pub async fn authenticate(&self, req: &Parsed<'_>) -> Result<Authenticated, HttpError> {
         let bearer = |identity| Authenticated {
+            session: None,
             identity,
             set_cookie: None,
             csrf: None,
@@ -260,6 +264,7 @@ impl ForwardAuth {
         Ok(Authenticated {
             identity: Arc::new(sessions.identity(&opened.session)?),
             set_cookie: opened.refresh.then(|| sessions.renew(&opened.session)),
+            session: Some(sessions.revocation(&opened.session)),
             csrf: Some(opened.session.csrf),
         })
     }

@@ -32,6 +32,9 @@
 //! - [`pages`]: the bare domain: landing, sign-in endpoints, the user's
 //!   status page and JSON API, the forms' token check.
 //! - [`slug`]: claim value → workspace name.
+//! - [`store`]: shared state behind one trait: embedded (one replica,
+//!   revocations in a file) or Redis (many replicas): revocations, sign-in
+//!   states used once, activity, the reaper's lease, fleet-wide slots.
 //! - [`clock`]: wall-clock seconds for expiry and labels, and the [`clock::Clock`]
 //!   trait the registry reads them through (tests pause it).
 //! - [`limits`]: governor rate limits per address and per user.
@@ -62,6 +65,7 @@ pub mod request;
 pub mod response;
 pub mod server;
 pub mod slug;
+pub mod store;
 pub mod traefik;
 pub mod workspace;
 

@@ -87,7 +87,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .scoped(&config.workspace.labels)
             .for_deployment(&config.deployment.id, &config.oidc.issuer),
     );
-    let app = roost::app::App::new(config, fetcher, runtime);
+    // Shared state first: a wrong ROOST_REDIS_URL or an unwritable
+    // revocation file stops roost before any port is bound.
+    let store = roost::store::open(&config).await?;
+    tracing::info!(store = store.kind(), "shared state");
+    let app = roost::app::App::new(config, fetcher, runtime, store);
+    app.load().await?;
     let bind = |addr| async move {
         tokio::net::TcpListener::bind(addr)
             .await

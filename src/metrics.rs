@@ -137,6 +137,7 @@ pub struct Metrics {
     rate_limited: Family<LimitLabels, Counter>,
     spawn_duration: HistogramFamily<ActionLabels>,
     running: Gauge,
+    store_up: Gauge,
     culls: Family<ReasonLabels, Counter>,
     spawn_failures: Family<ReasonLabels, Counter>,
     admission_refusals: Family<ReasonLabels, Counter>,
@@ -196,6 +197,12 @@ impl Metrics {
             spawn_duration.clone(),
         );
         registry.register("workspaces_running", "Workspaces running and ready", running.clone());
+        let store_up = Gauge::default();
+        registry.register(
+            "store_up",
+            "1 while the shared store (embedded or Redis) answers, 0 while roost decides from memory alone",
+            store_up.clone(),
+        );
         let proxied = Family::<KindLabels, Counter>::default();
         registry.register(
             "proxy_requests",
@@ -252,6 +259,7 @@ impl Metrics {
             rate_limited,
             spawn_duration,
             running,
+            store_up,
             culls,
             spawn_failures,
             admission_refusals,
@@ -286,6 +294,10 @@ impl Metrics {
         self.spawn_duration
             .get_or_create(&ActionLabels { action })
             .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn set_store_up(&self, up: bool) {
+        self.store_up.set(i64::from(up));
     }
 
     pub fn set_running(&self, n: usize) {

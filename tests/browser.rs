@@ -3,9 +3,10 @@
 //! oidc-provider-mock and the real Docker Engine: open your workspace URL,
 //! sign in at the provider, see the starting page, land in your workspace;
 //! reload without signing in again; another user is refused; the status
-//! page and a stop; sign-out with the page's button. Screenshots of the
-//! starting page, the 403 page and the status page (running, stopped) are
-//! kept under `target/test-artifacts/`.
+//! page and a stop; a workspace that cannot start; sign-out with the page's
+//! button. Screenshots of the starting page (in progress and failed), the
+//! 403 page and the status page (running, stopping, stopped) are kept under
+//! `target/test-artifacts/`.
 
 mod support;
 
@@ -66,7 +67,7 @@ async fn a_person_signs_in_with_a_browser_and_lands_in_their_workspace() {
     let config = workspace_config(
         &provider.issuer,
         &format!(
-            "{}\nenv = {{ ECHO_START_DELAY_MS = \"2500\" }}\ndrain_grace = \"1s\"",
+            "{}\nenv = {{ ECHO_START_DELAY_MS = \"2500\" }}\ndrain_grace = \"6s\"",
             cleanup.labels_toml()
         ),
     )
@@ -130,6 +131,26 @@ async fn a_person_signs_in_with_a_browser_and_lands_in_their_workspace() {
         .await;
     let forbidden = bob_browser.screenshot("forbidden-page").await;
     assert_png(&forbidden);
+
+    // Bob's own workspace cannot start: its name is taken by a container
+    // that is not roost's. The starting page ends with why and a way on.
+    let taken = format!("roost-{bob}");
+    let made = std::process::Command::new("docker")
+        .args(["create", "--name", &taken, "--label", "roost.managed=true"])
+        .args(["--label", "roost.deployment=someone-else"])
+        .args(["--label", &format!("roost-test.run={}", cleanup.id), "roost-echo:test"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let bob_url = format!("http://{bob}.{domain}:{port}/");
+    bob_browser.client.goto(&bob_url).await.unwrap();
+    bob_browser
+        .page_until(60, "bob's starting page, failed", |url, src| {
+            url == bob_url && src.contains("could not start") && src.contains("operator")
+        })
+        .await;
+    let failed = bob_browser.screenshot("starting-page-failed").await;
+    assert_png(&failed);
     bob_browser.close().await;
 
     // Alice's status page.
@@ -152,6 +173,13 @@ async fn a_person_signs_in_with_a_browser_and_lands_in_their_workspace() {
         .click()
         .await
         .unwrap();
+    alice_browser
+        .page_until(30, "the status page, stopping", |url, src| {
+            url == status_url && src.contains("Stopping…")
+        })
+        .await;
+    let stopping = alice_browser.screenshot("status-page-stopping").await;
+    assert_png(&stopping);
     alice_browser
         .page_until(30, "the status page, stopped", |url, src| {
             url == status_url && src.contains("data-state=\"stopped\"")

@@ -30,7 +30,8 @@ fuzz_target!(|data: &[u8]| {
             let h = harness();
             let _enter = h.rt.enter();
             let runtime = Arc::new(roost::workspace::memory::MemoryRuntime::new(([127, 0, 0, 1], 9).into()));
-            let app = roost::app::App::new(config, h.fetcher.clone(), runtime);
+            let store = Arc::new(roost::store::Embedded::in_memory());
+            let app = roost::app::App::new(config, h.fetcher.clone(), runtime, store);
             let _ = app.routes.current(&app.workspaces);
             drop(Arc::clone(&app));
         }

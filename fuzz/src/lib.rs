@@ -131,6 +131,7 @@ pub fn secrets() -> Secrets {
         oidc_client_secret: Some(Secret::new("fuzz-client-secret")),
         cookie_key: Some(Secret::new(COOKIE_KEY)),
         cookie_key_previous: Some(Secret::new(OLD_COOKIE_KEY)),
+        redis_url: None,
     }
 }
 
@@ -169,7 +170,12 @@ impl Harness {
         let app = {
             let _enter = rt.enter();
             let runtime = Arc::new(roost::workspace::memory::MemoryRuntime::new(([127, 0, 0, 1], 9).into()));
-            App::new(config, fetcher.clone(), runtime)
+            App::new(
+                config,
+                fetcher.clone(),
+                runtime,
+                Arc::new(roost::store::Embedded::in_memory()),
+            )
         };
         rt.block_on(app.keys.refresh())
             .expect("keys load from the static fetcher");

@@ -27,6 +27,7 @@ use crate::clock::now_secs;
 use crate::config::{Config, Secret};
 use crate::public_url::{encode, PublicOrigin};
 use crate::response::{redirect, Body};
+use crate::store::Store;
 
 /// Names of the per-attempt state cookies start with this.
 pub const LOGIN_COOKIE_PREFIX: &str = "roost_login_";
@@ -50,6 +51,8 @@ pub enum LoginError {
     Expired,
     #[error("state already used")]
     Replayed,
+    #[error("cannot check the state's single use: {0}")]
+    StoreDown(#[source] crate::store::StoreError),
     #[error("the provider refused sign-in: {0}")]
     Denied(String),
     #[error("code exchange failed: {0}")]
@@ -93,9 +96,16 @@ pub struct Login {
     fetcher: Arc<dyn KeyFetcher>,
     verifier: Arc<Verifier>,
     timeout: Duration,
-    /// States that completed (or were tried), refused from then on.
-    used: moka::sync::Cache<String, ()>,
+    /// Where used states are remembered (single use across replicas).
+    store: Arc<dyn Store>,
     logout_return: String,
+}
+
+/// The store's key for a used sign-in state: a digest, not the state.
+fn state_key(state: &str) -> String {
+    use base64::Engine as _;
+    let digest = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(state.as_bytes()));
+    format!("state:{digest}")
 }
 
 impl Login {
@@ -108,6 +118,7 @@ impl Login {
         keys: Arc<KeyStore>,
         fetcher: Arc<dyn KeyFetcher>,
         verifier: Arc<Verifier>,
+        store: Arc<dyn Store>,
     ) -> Option<Login> {
         let client_id = config.oidc.client_id.clone()?;
         let timeout = config.session.login_timeout;
@@ -127,10 +138,7 @@ impl Login {
             fetcher,
             verifier,
             timeout,
-            used: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(timeout)
-                .build(),
+            store,
         })
     }
 
@@ -236,10 +244,12 @@ impl Login {
         if pending.expires <= now_secs() {
             return Err(LoginError::Expired);
         }
-        if self.used.contains_key(&state) {
-            return Err(LoginError::Replayed);
+        // Single use across replicas; the store keeps a digest, not the state.
+        match self.store.use_once(&state_key(&state), self.timeout).await {
+            Ok(true) => {}
+            Ok(false) => return Err(LoginError::Replayed),
+            Err(e) => return Err(LoginError::StoreDown(e)),
         }
-        self.used.insert(state, ());
 
         let id_token = self.exchange(&code, &pending.verifier).await?;
         let claims = self
@@ -304,6 +314,11 @@ impl Login {
             .filter(|o| o != self.origin.origin())
             .into_iter()
             .collect()
+    }
+
+    /// The sessions it signs people into.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
     }
 
     /// `POST /_roost/logout` (its form token already checked): the session

@@ -14,10 +14,13 @@ use cookie::{Cookie, CookieJar, Key, SameSite};
 use http::HeaderValue;
 use serde::{Deserialize, Serialize};
 
-use super::{AuthError, Identity};
+use std::sync::Arc;
+
+use super::{AuthError, Identity, Revocations};
 use crate::clock::now_secs;
 use crate::config::{Secrets, SessionConfig};
 use crate::public_url::PublicOrigin;
+use crate::store::Revocation;
 
 /// The session cookie's name (roost's cookies never reach a workspace).
 pub const SESSION_COOKIE: &str = "roost_session";
@@ -25,6 +28,10 @@ pub const SESSION_COOKIE: &str = "roost_session";
 /// What a session cookie says, once opened.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Session {
+    /// This session's id (random), what signing out revokes. Sessions
+    /// sealed before ids existed have none: their form token stands in.
+    #[serde(rename = "d", default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
     /// The full `sub`.
     #[serde(rename = "s")]
     pub sub: String,
@@ -46,6 +53,17 @@ pub struct Session {
     pub csrf: String,
 }
 
+impl Session {
+    /// The id revocations name.
+    pub fn id(&self) -> &str {
+        if self.id.is_empty() {
+            &self.csrf
+        } else {
+            &self.id
+        }
+    }
+}
+
 /// An opened session and whether its cookie should be re-issued.
 #[derive(Debug)]
 pub struct Opened {
@@ -62,6 +80,7 @@ pub struct Sessions {
     secure: bool,
     lifetime: Duration,
     max_age: Duration,
+    revoked: Arc<Revocations>,
 }
 
 /// `n` random bytes, URL-safe base64.
@@ -88,13 +107,35 @@ impl Sessions {
             secure: origin.is_https(),
             lifetime: config.lifetime,
             max_age: config.max_age,
+            revoked: Arc::new(Revocations::default()),
         })
+    }
+
+    /// Refuses the sessions in `revoked` from now on.
+    pub fn with_revocations(self, revoked: Arc<Revocations>) -> Sessions {
+        Sessions { revoked, ..self }
+    }
+
+    /// What signing `session` out revokes: its id, until it would have
+    /// ended anyway.
+    pub fn revocation(&self, session: &Session) -> Revocation {
+        Revocation::Session {
+            id: session.id().to_string(),
+            until: session.signed_in.saturating_add(self.max_age.as_secs()),
+        }
+    }
+
+    /// What signing `sub` out everywhere revokes: every session signed in
+    /// until now.
+    pub fn revoke_everywhere(&self, sub: &str) -> Revocation {
+        Revocation::everywhere(sub, now_secs(), self.max_age)
     }
 
     /// A new session for a user who just signed in.
     pub fn start(&self, sub: &str, username: &str, email: Option<String>, admin: bool) -> Session {
         let now = now_secs();
         Session {
+            id: random_token(16),
             sub: sub.to_string(),
             username: username.to_string(),
             email,
@@ -182,6 +223,9 @@ impl Sessions {
             || session.expires > session.signed_in.saturating_add(self.max_age.as_secs())
         {
             return Err(AuthError::Session("impossible times"));
+        }
+        if self.revoked.is_revoked(&session) {
+            return Err(AuthError::Session("revoked"));
         }
         let refresh = old_key || session.expires.saturating_sub(now) < self.lifetime.as_secs() / 2;
         Ok(Opened { session, refresh })

@@ -101,6 +101,7 @@ pub fn config(issuer: &str, oidc_extra: &str) -> Config {
         oidc_client_secret: Some(Secret::new("test-client-secret")),
         cookie_key: Some(Secret::new(COOKIE_KEY)),
         cookie_key_previous: None,
+        redis_url: None,
     };
     match Config::from_toml(&text, secrets) {
         Ok(config) => config,

@@ -154,6 +154,24 @@ pub(super) fn validate(raw: RawConfig, secrets: Secrets, c: &mut Checker) -> Opt
     let workspace = workspace(raw.workspace, &network, c);
     let limits = limits(raw.limits, c);
     let session = session(raw.session, c);
+    let store = StoreConfig {
+        path: c
+            .optional("store.path", raw.store.path)
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from),
+    };
+    if let Some(url) = &secrets.redis_url {
+        match url::Url::parse(url.expose()) {
+            Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some() => {}
+            _ => c.error(
+                "ROOST_REDIS_URL",
+                format!(
+                    "{} is not a Redis URL like \"redis://user:password@host:6379/0\" or \"rediss://...\"",
+                    crate::store::shared::redacted(url.expose())
+                ),
+            ),
+        }
+    }
     for (name, key) in [
         ("ROOST_COOKIE_KEY", &secrets.cookie_key),
         ("ROOST_COOKIE_KEY_PREVIOUS", &secrets.cookie_key_previous),
@@ -179,6 +197,7 @@ pub(super) fn validate(raw: RawConfig, secrets: Secrets, c: &mut Checker) -> Opt
         workspace: workspace?,
         limits: limits?,
         session: session?,
+        store,
         secrets,
     })
 }

@@ -5,11 +5,13 @@
 
 use serde_aux::serde_introspection::serde_introspect;
 
-use super::raw::{RawConfig, RawDeployment, RawLimits, RawOidc, RawRouting, RawServer, RawSession, RawWorkspace};
+use super::raw::{
+    RawConfig, RawDeployment, RawLimits, RawOidc, RawRouting, RawServer, RawSession, RawStore, RawWorkspace,
+};
 
 /// Every known key, dotted (`workspace.idle_timeout`), sections included.
 pub fn known() -> Vec<String> {
-    let sections: [(&str, &[&str]); 7] = [
+    let sections: [(&str, &[&str]); 8] = [
         ("deployment", serde_introspect::<RawDeployment>()),
         ("server", serde_introspect::<RawServer>()),
         ("oidc", serde_introspect::<RawOidc>()),
@@ -17,6 +19,7 @@ pub fn known() -> Vec<String> {
         ("workspace", serde_introspect::<RawWorkspace>()),
         ("limits", serde_introspect::<RawLimits>()),
         ("session", serde_introspect::<RawSession>()),
+        ("store", serde_introspect::<RawStore>()),
     ];
     let mut keys: Vec<String> = serde_introspect::<RawConfig>().iter().map(|k| k.to_string()).collect();
     for (section, fields) in sections {

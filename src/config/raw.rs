@@ -30,6 +30,13 @@ pub struct RawConfig {
     pub limits: RawLimits,
     #[serde(default)]
     pub session: RawSession,
+    #[serde(default)]
+    pub store: RawStore,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawStore {
+    pub path: L<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -98,6 +98,7 @@ fn secrets_are_never_shown() {
         oidc_client_secret: Some(Secret::new("hunter2-client-secret")),
         cookie_key: Some(Secret::new("0123456789abcdef0123456789abcdef-cookie")),
         cookie_key_previous: Some(Secret::new("0123456789abcdef0123456789abcdef-previous")),
+        redis_url: Some(Secret::new("redis://roost:hunter2-redis@127.0.0.1:6379")),
     };
     let c = Config::from_toml(MINIMAL, secrets).unwrap();
     let shown = format!("{c:?}");

@@ -14,19 +14,19 @@ use crate::response::same;
 pub(super) const MAX_FORM_BYTES: usize = 4096;
 
 /// Reads a posted form and checks its `csrf` field against the session's
-/// form token (constant time).
+/// form token (constant time); the form, for its other fields.
 pub(super) async fn check_form_token<B: RequestBody>(
     req: &Parsed<'_>,
     body: B,
     expected: &str,
-) -> Result<(), HttpError> {
+) -> Result<Bytes, HttpError> {
     let body = read_form(req, body).await?;
     let sent = url::form_urlencoded::parse(&body)
         .find(|(k, _)| k == "csrf")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
     if same(sent.as_bytes(), expected.as_bytes()) {
-        Ok(())
+        Ok(body)
     } else {
         Err(HttpError::Forbidden("stale or missing form token; reload the page"))
     }
@@ -62,7 +62,9 @@ mod tests {
         }
         let (head, ()) = req.body(()).unwrap().into_parts();
         let parsed = Parsed::direct(&head, IpAddr::from([127, 0, 0, 1]));
-        check_form_token(&parsed, Full::new(Bytes::from(body.to_string())), expected).await
+        check_form_token(&parsed, Full::new(Bytes::from(body.to_string())), expected)
+            .await
+            .map(|_| ())
     }
 
     const FORM: Option<&str> = Some("application/x-www-form-urlencoded");

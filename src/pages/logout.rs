@@ -36,6 +36,9 @@ pub(super) async fn page(app: &App, req: &Parsed<'_>) -> Result<Response<Body>, 
          <p>Signed in as <strong>{user}</strong>.</p>\
          <form method=\"post\" action=\"/_roost/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
          <button type=\"submit\">Sign out</button></form>\
+         <form method=\"post\" action=\"/_roost/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
+         <input type=\"hidden\" name=\"everywhere\" value=\"1\">\
+         <button type=\"submit\" class=\"secondary\">Sign out on every device</button></form>\
          <p><a href=\"/_roost/\">Back to your workspace</a></p></main></body></html>",
         user = escape(c.identity.email.as_deref().unwrap_or(&c.identity.sub)),
         token = escape(token),
@@ -65,7 +68,17 @@ pub(super) async fn sign_out<B: RequestBody>(
         Err(e) => return Err(e),
     };
     let expected = c.csrf.ok_or(HttpError::Forbidden("sign-out needs a browser session"))?;
-    check_form_token(req, body, &expected).await?;
-    tracing::info!(target: "roost::audit", user = %c.identity.sub, "signed out");
+    let form = check_form_token(req, body, &expected).await?;
+    let everywhere = url::form_urlencoded::parse(&form).any(|(k, v)| k == "everywhere" && v == "1");
+    // The cookie goes, and the session with it on every replica (a copy
+    // of the cookie elsewhere is refused from now on).
+    let revocation = match (everywhere, c.session) {
+        (true, _) => Some(login.sessions().revoke_everywhere(&c.identity.sub)),
+        (false, session) => session,
+    };
+    if let Some(r) = revocation {
+        app.revocations.revoke(&*app.store, r).await;
+    }
+    tracing::info!(target: "roost::audit", user = %c.identity.sub, everywhere, "signed out");
     Ok(login.logout())
 }

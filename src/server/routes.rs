@@ -89,10 +89,18 @@ async fn internal(app: &App, req: &Parsed<'_>) -> (Endpoint, Response<Body>) {
     }
 }
 
-/// Ready once the provider's signing keys were loaded.
+/// Ready once the provider's signing keys were loaded. A shared store
+/// that does not answer is reported, not a reason to be taken out of
+/// rotation: every replica would be, and roost still decides from memory.
 fn readyz(app: &App) -> Response<Body> {
     if app.keys.is_loaded() {
-        response::text(StatusCode::OK, "ready")
+        match app.store.health().is_up() {
+            true => response::text(StatusCode::OK, "ready"),
+            false => response::text(
+                StatusCode::OK,
+                "ready (degraded: the shared store does not answer; sign-ins wait for it, sessions and workspaces in use go on)",
+            ),
+        }
     } else {
         HttpError::NotReady("signing keys not loaded yet").into_response()
     }
@@ -108,6 +116,7 @@ fn traefik(app: &App) -> Response<Body> {
 }
 
 fn metrics(app: &App) -> Response<Body> {
+    app.metrics.set_store_up(app.store.health().is_up());
     let mut resp = Response::new(full(app.metrics.encode()));
     resp.headers_mut().insert(
         CONTENT_TYPE,

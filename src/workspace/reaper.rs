@@ -3,6 +3,9 @@
 //! never stops anything because roost itself is shutting down. Retiring
 //! drains first: the route is withdrawn, then the container stops.
 //!
+//! One replica reaps at a time (the store's lease); before it calls a
+//! workspace idle it reads the use the other replicas wrote.
+//!
 //! Idle means no authorized request (roost's `/auth` and fallback proxy
 //! touch the workspace) and no traffic the container sent itself
 //! ([`own_traffic`]): what it receives is no sign of use, since neighbours'
@@ -93,6 +96,11 @@ impl Registry {
     /// as tasks of their own: a pass never waits for a drain.
     pub async fn reap(self: &Arc<Self>) {
         let idle_timeout = self.config().idle_timeout;
+        // One reaper in the fleet; the lease outlives a few missed passes.
+        let lease = (tick_for(idle_timeout) * 3).max(Duration::from_secs(3));
+        if !self.holds_reaper_lease(lease).await {
+            return;
+        }
         let max_lifetime = self.config().max_lifetime.as_secs();
         let mut ready = Vec::new();
         for entry in self.all() {
@@ -113,6 +121,7 @@ impl Registry {
             .buffer_unordered(STATS_IN_FLIGHT)
             .collect()
             .await;
+        let mut idle = Vec::new();
         for (stats, entry) in samples {
             let Ok(stats) = stats else {
                 continue;
@@ -124,6 +133,13 @@ impl Registry {
             if sent_between(before, now) {
                 self.touch(&entry);
             } else if self.idle_for(&entry) >= idle_timeout {
+                idle.push(entry);
+            }
+        }
+        // Idle here may be in use through another replica.
+        self.learn_activity(&idle).await;
+        for entry in idle {
+            if self.idle_for(&entry) >= idle_timeout {
                 self.retire_in_background(entry, Retire::Idle);
             }
         }

@@ -19,6 +19,7 @@
 //! entry and clears the mark however that ends.
 
 mod retire;
+mod shared;
 mod spawn;
 
 use std::collections::HashMap;
@@ -35,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use retire::Retire;
+pub use shared::run_sharing;
 
 use super::runtime::{FailReason, Runtime, Step};
 use super::spec::config_hash;
@@ -43,6 +45,7 @@ use crate::auth::Identity;
 use crate::clock::Clock;
 use crate::config::WorkspaceConfig;
 use crate::metrics::Metrics;
+use crate::store::Store;
 
 /// Where a workspace is in its life, as far as routing cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +85,8 @@ pub struct Entry {
     busy: AtomicBool,
     /// Milliseconds since the registry's epoch.
     last_active: AtomicU64,
+    /// The last use written to the shared store (same clock).
+    shared_active: AtomicU64,
     /// What the workspace itself had sent at the reaper's last sample
     /// (see `reaper::own_traffic`).
     own_traffic: Mutex<Option<u64>>,
@@ -104,6 +109,7 @@ impl Entry {
             phase: watch::Sender::new(Phase::Stopped),
             busy: AtomicBool::new(false),
             last_active: AtomicU64::new(0),
+            shared_active: AtomicU64::new(0),
             own_traffic: Mutex::new(None),
             ready_since: AtomicU64::new(0),
             failed_at: AtomicU64::new(0),
@@ -205,6 +211,10 @@ pub struct Registry {
     clock: Arc<dyn Clock>,
     tasks: TaskTracker,
     stop: CancellationToken,
+    /// What the replicas share: activity, the reaper's lease, spawn slots.
+    store: Arc<dyn Store>,
+    /// This replica, as it holds leases and slots.
+    replica: Arc<str>,
 }
 
 impl Registry {
@@ -214,6 +224,7 @@ impl Registry {
         (deployment, issuer): (&str, &str),
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
+        store: Arc<dyn Store>,
     ) -> Arc<Self> {
         let permits = config.max_concurrent_spawns as usize;
         Arc::new(Registry {
@@ -231,6 +242,8 @@ impl Registry {
             clock,
             tasks: TaskTracker::new(),
             stop: CancellationToken::new(),
+            store,
+            replica: crate::auth::session::random_token(12).into(),
         })
     }
 

@@ -285,12 +285,7 @@ async fn page_forms_need_the_sessions_form_token() {
     );
     assert_eq!(post("/_roost/stop", &[], "csrf=x").await.status, 401);
     assert_eq!(post("/_roost/logout", &[], "csrf=x").await.status, 403);
-    // Signing out with the token: the cookie cleared, on to the return page.
-    let r = post("/_roost/logout", &with_cookie, &format!("csrf={csrf}")).await;
-    assert_eq!(r.status, 303);
-    assert_eq!(r.header("location"), Some(&*format!("{ORIGIN}/_roost/signed-out")));
-    assert!(r.header("set-cookie").is_some_and(|c| c.starts_with("roost_session=;")));
-    // The sign-out page carries the token in its form, escaped.
+    // The sign-out page carries the token in its forms, escaped.
     let r = send(
         &app,
         Listener::Public,
@@ -299,6 +294,22 @@ async fn page_forms_need_the_sessions_form_token() {
     .await;
     assert_eq!(r.status, 200);
     assert!(r.body.contains(&format!("name=\"csrf\" value=\"{csrf}\"")));
+    assert!(r.body.contains("Sign out on every device"), "{}", r.body);
+    // Signing out with the token: the cookie cleared, on to the return page.
+    let r = post("/_roost/logout", &with_cookie, &format!("csrf={csrf}")).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some(&*format!("{ORIGIN}/_roost/signed-out")));
+    assert!(r.header("set-cookie").is_some_and(|c| c.starts_with("roost_session=;")));
+    // ... and the session itself is gone: a kept copy of the cookie is refused.
+    let r = send(&app, Listener::Internal, req("GET", ALICE, "/auth", &with_cookie)).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let r = send(
+        &app,
+        Listener::Public,
+        req("GET", DOMAIN, "/_roost/logout", &with_cookie),
+    )
+    .await;
+    assert!(!r.body.contains("csrf"), "{}", r.body);
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! the in-memory runtime with keys and the provider's endpoints from a
 //! static fetcher, requests built as values, and their replies.
 
+use roost::store::Embedded;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -66,7 +67,12 @@ pub async fn app_on(sign_in: bool, runtime: Arc<MemoryRuntime>) -> Arc<App> {
     // A stop drains for drain_grace: short here.
     let text = config_text(ISSUER, oidc, "").replace("[workspace]\n", "[workspace]\ndrain_grace = \"50ms\"\n");
     let config = Config::from_toml(&text, secrets).expect("valid config");
-    let app = App::new(config, Arc::new(StaticFetcher), runtime);
+    let app = App::new(
+        config,
+        Arc::new(StaticFetcher),
+        runtime,
+        Arc::new(Embedded::in_memory()),
+    );
     app.keys.refresh().await.expect("keys from memory");
     app
 }

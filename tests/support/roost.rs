@@ -107,7 +107,10 @@ impl TestRoost {
         // Without a runtime of the test's own: containers in memory, every
         // workspace answering at the discard port (tests of the auth layer).
         let runtime = runtime.unwrap_or_else(|| Arc::new(MemoryRuntime::new(([127, 0, 0, 1], 9).into())));
-        let app = App::new(config, fetcher, runtime);
+        // The store the config asks for (Redis when the secrets name one).
+        let store = roost::store::open(&config).await.expect("the shared store");
+        let app = App::new(config, fetcher, runtime, store);
+        app.load().await.expect("revocations loaded");
         let (tx, rx) = oneshot::channel();
         let listeners = roost::server::Listeners { public, internal };
         let task = tokio::spawn(roost::server::run(app.clone(), listeners, async {
@@ -210,6 +213,7 @@ pub fn sign_in_secrets(cookie_key: &str, previous: Option<&str>) -> Secrets {
         oidc_client_secret: Some(roost::config::Secret::new("test-client-secret")),
         cookie_key: Some(roost::config::Secret::new(cookie_key)),
         cookie_key_previous: previous.map(roost::config::Secret::new),
+        redis_url: None,
     }
 }
 

@@ -17,6 +17,10 @@ use crate::auth::test_support::{
 };
 use crate::metrics::Metrics;
 
+fn memory_store() -> Arc<dyn Store> {
+    Arc::new(crate::store::Embedded::in_memory())
+}
+
 struct Setup {
     login: Login,
     provider: Arc<FakeProvider>,
@@ -32,7 +36,16 @@ async fn setup() -> Setup {
     let verifier = Arc::new(Verifier::new(&config.oidc, keys.clone(), Arc::new(Metrics::new())));
     let origin = PublicOrigin::new(&config.routing);
     let sessions = Arc::new(Sessions::new(&config.secrets, &config.session, &origin).expect("a cookie key"));
-    let login = Login::new(&config, &origin, sessions.clone(), keys, provider.clone(), verifier).expect("a client_id");
+    let login = Login::new(
+        &config,
+        &origin,
+        sessions.clone(),
+        keys,
+        provider.clone(),
+        verifier,
+        memory_store(),
+    )
+    .expect("a client_id");
     Setup {
         login,
         provider,
@@ -231,7 +244,7 @@ async fn no_discovery_no_sign_in() {
     let verifier = Arc::new(Verifier::new(&config.oidc, keys.clone(), Arc::new(Metrics::new())));
     let origin = PublicOrigin::new(&config.routing);
     let sessions = Arc::new(Sessions::new(&config.secrets, &config.session, &origin).expect("a cookie key"));
-    let login = Login::new(&config, &origin, sessions, keys, provider, verifier).expect("a client_id");
+    let login = Login::new(&config, &origin, sessions, keys, provider, verifier, memory_store()).expect("a client_id");
     assert!(matches!(login.start(None, None), Err(LoginError::NotDiscovered)));
 }
 
@@ -244,7 +257,7 @@ async fn without_a_client_id_there_is_no_sign_in() {
     let verifier = Arc::new(Verifier::new(&config.oidc, keys.clone(), Arc::new(Metrics::new())));
     let origin = PublicOrigin::new(&config.routing);
     let sessions = Arc::new(Sessions::new(&config.secrets, &config.session, &origin).expect("a cookie key"));
-    assert!(Login::new(&config, &origin, sessions, keys, provider, verifier).is_none());
+    assert!(Login::new(&config, &origin, sessions, keys, provider, verifier, memory_store()).is_none());
 }
 
 #[tokio::test]

@@ -4,7 +4,8 @@
 //! the entry's phase; across processes the engine's name conflict makes the
 //! loser adopt the winner's container (see the Docker runtime). Admission:
 //! at most `max_concurrent_spawns` spawns run at once (the rest queue,
-//! bounded by `start_timeout`), and no spawn starts past `max_running`.
+//! bounded by `start_timeout`), and no spawn starts past `max_running`,
+//! both counted across replicas through the store's slots.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -163,12 +164,25 @@ impl Registry {
             );
             return;
         };
+        // The same limit across replicas: a slot in the shared store.
+        let Some(spawning) = self.take_spawn_slot(entry, started + self.config.start_timeout).await else {
+            self.metrics.admission_refused("max_concurrent_spawns");
+            self.fail(
+                entry,
+                &owner,
+                started,
+                RuntimeError::AtCapacity("starting", RETRY_AFTER),
+            );
+            return;
+        };
+        // Every replica sees every running container (engine events).
         let running = self
             .all()
             .iter()
             .filter(|e| matches!(e.phase(), Phase::Ready(_)))
             .count();
-        if running + self.spawns_in_progress.load(Ordering::Acquire) >= self.config.max_running as usize {
+        if running + spawning >= self.config.max_running as usize {
+            self.release_spawn_slot(entry).await;
             self.metrics.admission_refused("max_running");
             self.fail(entry, &owner, started, RuntimeError::AtCapacity("running", RETRY_AFTER));
             return;
@@ -186,6 +200,7 @@ impl Registry {
         let progress = |step: Step| self.set_phase(entry, Phase::Starting(step));
         let result = self.runtime.ensure(&spec, &progress).await;
         self.spawns_in_progress.fetch_sub(1, Ordering::AcqRel);
+        self.release_spawn_slot(entry).await;
         match result {
             Ok(running) => {
                 entry.set_container(Some((running.id.clone(), running.created)));

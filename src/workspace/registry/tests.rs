@@ -51,6 +51,7 @@ fn fixture(extra: &str, start_delay: Duration) -> Fixture {
         ("roost", "https://id.example.com/"),
         Arc::new(Metrics::new()),
         clock,
+        Arc::new(crate::store::Embedded::in_memory()),
     );
     Fixture { runtime, registry }
 }

@@ -23,7 +23,12 @@ async fn a_callback_without_state_or_code_is_incomplete() {
         assert!(matches!(e, LoginError::Incomplete), "{query:?}: {e:?}");
     }
     // None of those used the state up.
-    assert!(!s.login.used.contains_key(&state));
+    let unused = s
+        .login
+        .store
+        .use_once(&state_key(&state), Duration::from_secs(60))
+        .await;
+    assert!(unused.unwrap(), "the state is still unused");
 }
 
 #[tokio::test]
