@@ -10,6 +10,7 @@ pub mod in_process;
 pub mod issuer;
 pub mod jar;
 pub mod oidc_mock;
+pub mod redis_server;
 pub mod roost;
 pub mod tokens;
 pub mod traefik;

@@ -1,0 +1,346 @@
+//! Several replicas, one truth: roost replicas sharing a real
+//! `redis-server` (Debian's, with a password and an ACL user). Sessions
+//! taken away on one replica are refused by the others within a second and
+//! after every restart; Redis gone for 30 s refuses no authorized request;
+//! a wrong password or an unreachable Redis stops roost at start with a
+//! message that names `ROOST_REDIS_URL` and not the password. The replicas
+//! here run in-process over the in-memory runtime (the auth layer is what
+//! is shared); `tests/fleet.rs` runs them as processes behind Traefik on the
+//! real engine.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use serde_json::json;
+use support::http::Reply;
+use support::issuer::TestIssuer;
+use support::redis_server::{Redis, PASSWORD};
+use support::roost::{
+    config_text, session_for, sign_in_secrets, workspace_host, TestRoost, AUDIENCE, COOKIE_KEY, DOMAIN,
+};
+use support::tokens::{auth0_claims, sign};
+
+fn sign_in_config(issuer: &str) -> String {
+    config_text(issuer, "client_id = \"roost-test-client\"", "")
+}
+
+/// Three replicas sharing `redis`.
+async fn replicas(issuer: &str, redis: &Redis) -> Vec<TestRoost> {
+    let mut out = Vec::new();
+    for _ in 0..3 {
+        let mut secrets = sign_in_secrets(COOKIE_KEY, None);
+        secrets.redis_url = Some(roost::config::Secret::new(redis.url()));
+        let roost = TestRoost::start_full("127.0.0.1:0", &sign_in_config(issuer), secrets, None).await;
+        roost.wait_ready().await;
+        out.push(roost);
+    }
+    out
+}
+
+/// `/auth` for `host` with a session cookie.
+async fn auth_with_cookie(roost: &TestRoost, host: &str, cookie: &str) -> Reply {
+    roost
+        .client
+        .get(
+            &roost.url("/auth"),
+            &[
+                ("x-forwarded-host", host),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-method", "GET"),
+                ("x-forwarded-uri", "/"),
+                ("x-forwarded-for", "198.51.100.7"),
+                ("cookie", cookie),
+            ],
+        )
+        .await
+}
+
+/// A page request on the bare domain of `roost`'s public listener.
+async fn page(roost: &TestRoost, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(roost.public_url(path))
+        .header("host", DOMAIN);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    roost
+        .client
+        .send(req.body(Full::new(Bytes::from(body.to_string()))).unwrap())
+        .await
+        .unwrap()
+}
+
+/// Polls until every replica in `others` refuses `cookie`; how long it took.
+async fn refused_everywhere(others: &[&TestRoost], host: &str, cookie: &str) -> Duration {
+    let began = Instant::now();
+    for roost in others {
+        support::eventually(
+            Duration::from_secs(5),
+            "the other replicas to refuse the session",
+            || async { (auth_with_cookie(roost, host, cookie).await.status == 401).then_some(()) },
+        )
+        .await;
+    }
+    began.elapsed()
+}
+
+#[tokio::test]
+async fn a_session_taken_away_on_one_replica_is_refused_by_all_within_a_second_and_after_restarts() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let issuer = TestIssuer::start(&["k1"]).await;
+    let fleet = replicas(&issuer.url, &redis).await;
+    let (alice_host, bob_host) = (workspace_host("alice"), workspace_host("bob"));
+    let (alice, alice_csrf) = session_for(&fleet[0].app, "alice");
+    let (alice_laptop, _) = session_for(&fleet[0].app, "alice");
+    let (bob, _) = session_for(&fleet[1].app, "bob");
+    for roost in &fleet {
+        assert_eq!(auth_with_cookie(roost, &alice_host, &alice).await.status, 200);
+        assert_eq!(auth_with_cookie(roost, &bob_host, &bob).await.status, 200);
+    }
+
+    // Alice signs out on replica 0: that session, and only that one, is gone everywhere.
+    let r = page(
+        &fleet[0],
+        "POST",
+        "/_roost/logout",
+        &[
+            ("cookie", &alice),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        &format!("csrf={alice_csrf}"),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(auth_with_cookie(&fleet[0], &alice_host, &alice).await.status, 401);
+    let took = refused_everywhere(&[&fleet[1], &fleet[2]], &alice_host, &alice).await;
+    assert!(took < Duration::from_secs(1), "refused everywhere after {took:?}");
+    for roost in &fleet {
+        assert_eq!(auth_with_cookie(roost, &alice_host, &alice_laptop).await.status, 200);
+    }
+
+    // An admin signs bob out everywhere through replica 1.
+    let mut admin_claims = auth0_claims(&issuer.url, AUDIENCE, "root");
+    admin_claims["permissions"] = json!(["roost:admin"]);
+    let admin = format!("Bearer {}", sign("k1", Some("k1"), &admin_claims));
+    let user_token = format!(
+        "Bearer {}",
+        sign("k1", Some("k1"), &auth0_claims(&issuer.url, AUDIENCE, "carol"))
+    );
+    let path = "/_roost/api/v1/admin/users/bob/sign-out";
+    let r = page(&fleet[1], "POST", path, &[("authorization", &user_token)], "").await;
+    assert_eq!(r.status, 403, "a user is not an admin: {}", r.body);
+    assert_eq!(auth_with_cookie(&fleet[2], &bob_host, &bob).await.status, 200);
+    let r = page(&fleet[1], "POST", path, &[("authorization", &admin)], "").await;
+    assert_eq!((r.status.as_u16(), r.body.as_str()), (200, r#"{"signed_out":"bob"}"#));
+    let took = refused_everywhere(&[&fleet[0], &fleet[1], &fleet[2]], &bob_host, &bob).await;
+    assert!(took < Duration::from_secs(1), "bob refused everywhere after {took:?}");
+
+    // Every replica restarts: what was taken away stays away.
+    let known: Vec<_> = fleet.iter().map(|r| r.app.revocations.len()).collect();
+    assert!(known.iter().all(|n| *n == (1, 1)), "{known:?}");
+    for roost in fleet {
+        roost.stop().await;
+    }
+    let fleet = replicas(&issuer.url, &redis).await;
+    for roost in &fleet {
+        assert_eq!(auth_with_cookie(roost, &alice_host, &alice).await.status, 401);
+        assert_eq!(auth_with_cookie(roost, &bob_host, &bob).await.status, 401);
+        assert_eq!(auth_with_cookie(roost, &alice_host, &alice_laptop).await.status, 200);
+    }
+    // ... and after Redis itself restarts (append-only file, fsync always).
+    let mut redis = redis;
+    redis.restart().await;
+    let late = replicas(&issuer.url, &redis).await;
+    assert_eq!(auth_with_cookie(&late[0], &alice_host, &alice).await.status, 401);
+    assert_eq!(auth_with_cookie(&late[0], &bob_host, &bob).await.status, 401);
+    for roost in fleet.into_iter().chain(late) {
+        roost.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn one_replica_without_redis_keeps_its_revocations_in_a_file() {
+    let issuer = TestIssuer::start(&["k1"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[store]\npath = \"{}\"\n",
+        sign_in_config(&issuer.url),
+        dir.path().join("revocations").display()
+    );
+    let start = || TestRoost::start_full("127.0.0.1:0", &config, sign_in_secrets(COOKIE_KEY, None), None);
+    let roost = start().await;
+    roost.wait_ready().await;
+    let (alice, csrf) = session_for(&roost.app, "alice");
+    let host = workspace_host("alice");
+    assert_eq!(auth_with_cookie(&roost, &host, &alice).await.status, 200);
+    let headers = [
+        ("cookie", alice.as_str()),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    let r = page(&roost, "POST", "/_roost/logout", &headers, &format!("csrf={csrf}")).await;
+    assert_eq!(r.status, 303);
+    roost.stop().await;
+    let roost = start().await;
+    roost.wait_ready().await;
+    assert_eq!(
+        auth_with_cookie(&roost, &host, &alice).await.status,
+        401,
+        "still refused after a restart"
+    );
+    roost.stop().await;
+}
+
+#[tokio::test]
+async fn redis_gone_for_thirty_seconds_refuses_no_authorized_request() {
+    let Some(mut redis) = Redis::start().await else {
+        return;
+    };
+    let issuer = TestIssuer::start(&["k1"]).await;
+    let fleet = replicas(&issuer.url, &redis).await;
+    let users = ["ann", "ben", "cat", "dan"];
+    let tokens: Vec<String> = users
+        .iter()
+        .map(|u| sign("k1", Some("k1"), &auth0_claims(&issuer.url, AUDIENCE, u)))
+        .collect();
+    let sessions: Vec<(String, String)> = users.iter().map(|u| session_for(&fleet[0].app, u)).collect();
+    // Every credential decided once on every replica, as under load before the fault.
+    for roost in &fleet {
+        for (i, u) in users.iter().enumerate() {
+            assert_eq!(roost.auth(&workspace_host(u), Some(&tokens[i])).await.status, 200);
+            assert_eq!(
+                auth_with_cookie(roost, &workspace_host(u), &sessions[i].0).await.status,
+                200
+            );
+        }
+    }
+
+    redis.kill();
+    let until = Instant::now() + Duration::from_secs(30);
+    let (mut answered, mut refused) = (0u32, Vec::new());
+    let mut saw_degraded = false;
+    let mut n = 0usize;
+    while Instant::now() < until {
+        let roost = &fleet[n % 3];
+        let i = n % users.len();
+        let host = workspace_host(users[i]);
+        let (a, b) = tokio::join!(
+            roost.auth(&host, Some(&tokens[i])),
+            auth_with_cookie(roost, &host, &sessions[i].0)
+        );
+        for r in [a, b] {
+            answered += 1;
+            if r.status != 200 {
+                refused.push((r.status, r.body));
+            }
+        }
+        if n % 50 == 0 {
+            let ready = roost.client.get(&roost.url("/readyz"), &[]).await;
+            assert_eq!(ready.status, 200, "still in rotation: {}", ready.body);
+            saw_degraded |= ready.body.contains("degraded");
+        }
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        refused.is_empty(),
+        "{} of {answered} refused: {:?}",
+        refused.len(),
+        &refused[..refused.len().min(3)]
+    );
+    assert!(answered > 1000, "under load: {answered}");
+    assert!(saw_degraded, "/readyz said the store was down");
+    let metrics = fleet[1].client.get(&fleet[1].url("/metrics"), &[]).await.body;
+    assert!(metrics.contains("roost_store_up 0"), "{metrics}");
+
+    // Signing out meanwhile works here at once, and everywhere once Redis is back.
+    let (ann, ann_csrf) = &sessions[0];
+    let headers = [
+        ("cookie", ann.as_str()),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    let r = page(
+        &fleet[2],
+        "POST",
+        "/_roost/logout",
+        &headers,
+        &format!("csrf={ann_csrf}"),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        auth_with_cookie(&fleet[2], &workspace_host("ann"), ann).await.status,
+        401
+    );
+    assert_eq!(
+        auth_with_cookie(&fleet[0], &workspace_host("ann"), ann).await.status,
+        200
+    );
+
+    redis.restart().await;
+    for roost in &fleet {
+        let url = roost.url("/metrics");
+        support::eventually(Duration::from_secs(15), "the store to be up again", || async {
+            roost
+                .client
+                .get(&url, &[])
+                .await
+                .body
+                .contains("roost_store_up 1")
+                .then_some(())
+        })
+        .await;
+    }
+    refused_everywhere(&[&fleet[0], &fleet[1]], &workspace_host("ann"), ann).await;
+    for roost in fleet {
+        roost.stop().await;
+    }
+}
+
+/// `roost serve` with `ROOST_REDIS_URL`: its exit code and stderr.
+async fn serve_with_redis(issuer: &str, url: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("roost.toml");
+    std::fs::write(&path, config_text(issuer, "", "")).unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_roost"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env("ROOST_REDIS_URL", url)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("roost gives up on a Redis it cannot use")
+    .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn a_wrong_password_or_an_unreachable_redis_stops_roost_at_start_and_says_where() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let issuer = TestIssuer::start(&["k1"]).await;
+    let wrong = redis.url().replace(PASSWORD, "not-the-password-hunter2");
+    let (code, stderr) = serve_with_redis(&issuer.url, &wrong).await;
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("ROOST_REDIS_URL"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "the password never shows: {stderr}");
+    assert!(!stderr.contains("roost listening"), "{stderr}");
+
+    let unreachable = format!("redis://roost:hunter2@127.0.0.1:{}/0", support::traefik::free_port());
+    let (code, stderr) = serve_with_redis(&issuer.url, &unreachable).await;
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("ROOST_REDIS_URL=redis://roost:***@127.0.0.1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
