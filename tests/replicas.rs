@@ -239,7 +239,7 @@ async fn redis_gone_for_thirty_seconds_refuses_no_authorized_request() {
                 refused.push((r.status, r.body));
             }
         }
-        if n % 50 == 0 {
+        if n.is_multiple_of(50) {
             let ready = roost.client.get(&roost.url("/readyz"), &[]).await;
             assert_eq!(ready.status, 200, "still in rotation: {}", ready.body);
             saw_degraded |= ready.body.contains("degraded");
