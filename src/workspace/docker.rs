@@ -61,6 +61,10 @@ fn status_of(e: &BollardError) -> Option<u16> {
     }
 }
 
+/// After a name conflict, how often and how long to look for the winner's container.
+const CONFLICT_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+const CONFLICT_POLLS: usize = 50;
+
 impl DockerRuntime {
     /// The engine at `DOCKER_HOST`, or the local default.
     pub fn from_env() -> Self {
@@ -216,12 +220,17 @@ impl DockerRuntime {
                 .await
             {
                 Ok(created) => return Ok(created.id),
-                // Someone else (another replica) created it first: adopt theirs.
+                // Someone else (another replica) created it first: adopt
+                // theirs. The engine reserves the name before the container
+                // can be inspected, so it may take a moment to appear.
                 Err(e) if status_of(&e) == Some(409) => {
-                    return match self.inspect_raw(&spec.container_name()).await? {
-                        Some(c) => Ok(c.id.unwrap_or_default()),
-                        None => Err(engine(e)),
+                    for _ in 0..CONFLICT_POLLS {
+                        if let Some(c) = self.inspect_raw(&spec.container_name()).await? {
+                            return Ok(c.id.unwrap_or_default());
+                        }
+                        tokio::time::sleep(CONFLICT_POLL).await;
                     }
+                    return Err(engine(e));
                 }
                 // The network went away since it was checked (`docker
                 // network prune` while every workspace was stopped): again.

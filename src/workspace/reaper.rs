@@ -96,8 +96,10 @@ impl Registry {
     /// as tasks of their own: a pass never waits for a drain.
     pub async fn reap(self: &Arc<Self>) {
         let idle_timeout = self.config().idle_timeout;
-        // One reaper in the fleet; the lease outlives a few missed passes.
-        let lease = (tick_for(idle_timeout) * 3).max(Duration::from_secs(3));
+        // One reaper in the fleet. The lease outlives a few slow passes (a
+        // pass waits for the engine's stats): if its holder dies, another
+        // replica reaps after at most this long.
+        let lease = tick_for(idle_timeout) * 3 + Duration::from_secs(10);
         if !self.holds_reaper_lease(lease).await {
             return;
         }

@@ -103,8 +103,11 @@ impl Registry {
             return status;
         };
         status.running_for_secs = Some(self.ready_for(&entry).as_secs());
-        let idle_stop_in = self.config().idle_timeout.saturating_sub(self.idle_for(&entry));
-        status.idle_stop_in_secs = Some(idle_stop_in.as_secs());
+        if state == "running" {
+            // While it drains it is stopping already: no countdown.
+            let idle_stop_in = self.config().idle_timeout.saturating_sub(self.idle_for(&entry));
+            status.idle_stop_in_secs = Some(idle_stop_in.as_secs());
+        }
         if let Some(id) = entry.container_id() {
             if let Ok(stats) = self.runtime().stats(&id).await {
                 status.cpu_seconds = Some(stats.cpu_nanos as f64 / 1e9);

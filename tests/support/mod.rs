@@ -11,6 +11,7 @@ pub mod issuer;
 pub mod jar;
 pub mod oidc_mock;
 pub mod redis_server;
+pub mod replica;
 pub mod roost;
 pub mod tokens;
 pub mod traefik;

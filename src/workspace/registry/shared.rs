@@ -80,8 +80,10 @@ impl Registry {
         matches!(self.store.hold_lease(REAPER, &self.replica, ttl).await, Ok(true))
     }
 
+    /// A workspace holds one slot however many replicas start it at once
+    /// (the engine makes one container; the others wait on it).
     fn slot_token(&self, entry: &Entry) -> String {
-        format!("{}/{}", self.replica, entry.slug)
+        entry.slug.to_string()
     }
 
     /// Takes a fleet-wide spawn slot for `entry`, asking again until

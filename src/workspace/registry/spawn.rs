@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::{Busy, Entry, Phase, Registry};
@@ -153,40 +154,14 @@ impl Registry {
                 return;
             }
         }
-        let permit = tokio::time::timeout(self.config.start_timeout, self.spawn_permits.clone().acquire_owned()).await;
-        let Ok(Ok(_permit)) = permit else {
-            self.metrics.admission_refused("max_concurrent_spawns");
-            self.fail(
-                entry,
-                &owner,
-                started,
-                RuntimeError::AtCapacity("starting", RETRY_AFTER),
-            );
-            return;
+        // Adopting creates nothing: only a start counts toward the limits.
+        let admitted = match mode {
+            Mode::Wake => match self.admit(entry, &owner, started).await {
+                Some(permit) => Some(permit),
+                None => return,
+            },
+            Mode::Adopt => None,
         };
-        // The same limit across replicas: a slot in the shared store.
-        let Some(spawning) = self.take_spawn_slot(entry, started + self.config.start_timeout).await else {
-            self.metrics.admission_refused("max_concurrent_spawns");
-            self.fail(
-                entry,
-                &owner,
-                started,
-                RuntimeError::AtCapacity("starting", RETRY_AFTER),
-            );
-            return;
-        };
-        // Every replica sees every running container (engine events).
-        let running = self
-            .all()
-            .iter()
-            .filter(|e| matches!(e.phase(), Phase::Ready(_)))
-            .count();
-        if running + spawning >= self.config.max_running as usize {
-            self.release_spawn_slot(entry).await;
-            self.metrics.admission_refused("max_running");
-            self.fail(entry, &owner, started, RuntimeError::AtCapacity("running", RETRY_AFTER));
-            return;
-        }
         self.spawns_in_progress.fetch_add(1, Ordering::AcqRel);
         let mut spec = WorkspaceSpec::new(
             self.deployment.clone(),
@@ -200,7 +175,10 @@ impl Registry {
         let progress = |step: Step| self.set_phase(entry, Phase::Starting(step));
         let result = self.runtime.ensure(&spec, &progress).await;
         self.spawns_in_progress.fetch_sub(1, Ordering::AcqRel);
-        self.release_spawn_slot(entry).await;
+        if admitted.is_some() {
+            self.release_spawn_slot(entry).await;
+        }
+        drop(admitted);
         match result {
             Ok(running) => {
                 entry.set_container(Some((running.id.clone(), running.created)));
@@ -222,6 +200,37 @@ impl Registry {
             }
             Err(e) => self.fail(entry, &owner, started, e),
         }
+    }
+
+    /// Admission of a start: a local permit (queued up to `start_timeout`),
+    /// a fleet-wide slot, and room under `max_running`; `None` (the entry
+    /// failed with `Capacity`) when there is none.
+    async fn admit(&self, entry: &Arc<Entry>, owner: &str, started: Instant) -> Option<OwnedSemaphorePermit> {
+        let permit = tokio::time::timeout(self.config.start_timeout, self.spawn_permits.clone().acquire_owned()).await;
+        let Ok(Ok(permit)) = permit else {
+            self.metrics.admission_refused("max_concurrent_spawns");
+            self.fail(entry, owner, started, RuntimeError::AtCapacity("starting", RETRY_AFTER));
+            return None;
+        };
+        // The same limit across replicas: a slot in the shared store.
+        let Some(spawning) = self.take_spawn_slot(entry, started + self.config.start_timeout).await else {
+            self.metrics.admission_refused("max_concurrent_spawns");
+            self.fail(entry, owner, started, RuntimeError::AtCapacity("starting", RETRY_AFTER));
+            return None;
+        };
+        // Every replica sees every running container (engine events).
+        let running = self
+            .all()
+            .iter()
+            .filter(|e| matches!(e.phase(), Phase::Ready(_)))
+            .count();
+        if running + spawning >= self.config.max_running as usize {
+            self.release_spawn_slot(entry).await;
+            self.metrics.admission_refused("max_running");
+            self.fail(entry, owner, started, RuntimeError::AtCapacity("running", RETRY_AFTER));
+            return None;
+        }
+        Some(permit)
     }
 
     fn fail(&self, entry: &Entry, owner: &str, started: Instant, e: RuntimeError) {
