@@ -82,11 +82,13 @@ bench_token() {
     --issuer "$ISSUER" --audience https://roost.test/api --sub "$1"
 }
 
-# bench_roost CPU WORKSPACE_TOML: starts the release roost pinned to CPU with
-# these [workspace] lines; sets ROOST_ADDR (the internal listener: /auth,
-# /metrics, /readyz) and ROOST_PUBLIC (the public one) once its keys are loaded.
+# bench_roost CPU WORKSPACE_TOML [NAME]: starts the release roost pinned to CPU
+# with these [workspace] lines (its config and log named NAME, default roost);
+# sets ROOST_ADDR (the internal listener: /auth, /metrics, /readyz) and
+# ROOST_PUBLIC (the public one) once its keys are loaded.
 bench_roost() {
-  cat >"$work/roost.toml" <<TOML
+  local name=${3:-roost}
+  cat >"$work/$name.toml" <<TOML
 listen = "127.0.0.1:0"
 internal_listen = "127.0.0.1:0"
 [oidc]
@@ -102,13 +104,13 @@ $2
 # One user at full load: lift the per-user limit out of the way.
 authenticated_per_user = "100000000/s"
 TOML
-  RUST_LOG=warn,roost=info taskset -c "$1" "$ROOT/target/release/roost" serve --config "$work/roost.toml" 2>"$work/roost.log" &
+  RUST_LOG=warn,roost=info taskset -c "$1" "$ROOT/target/release/roost" serve --config "$work/$name.toml" 2>"$work/$name.log" &
   pids+=($!)
   local line
-  line=$(wait_for_line "$work/roost.log" 'roost listening' 20) || die "roost did not start: $(cat "$work/roost.log")"
+  line=$(wait_for_line "$work/$name.log" 'roost listening' 20) || die "roost did not start: $(cat "$work/$name.log")"
   ROOST_ADDR=$(sed -E 's/.*internal=([0-9.:]+).*/\1/' <<<"$line")
   ROOST_PUBLIC=$(sed -E 's/.*address=([0-9.:]+).*/\1/' <<<"$line")
-  wait_http "http://$ROOST_ADDR/readyz" 20 || die "roost not ready: $(cat "$work/roost.log")"
+  wait_http "http://$ROOST_ADDR/readyz" 20 || die "roost not ready: $(cat "$work/$name.log")"
 }
 
 # bench_cleanup RUN: kills $pids and removes the containers and volumes labelled roost-bench.run=RUN.

@@ -186,8 +186,14 @@ fn the_example_config_is_valid() {
 }
 
 #[test]
-fn the_compose_example_config_is_valid_once_its_secrets_are_set() {
-    let path = support::project_dir().join("examples/roost.compose.toml");
+fn the_compose_example_configs_are_valid_once_their_secrets_are_set() {
+    for file in ["examples/roost.compose.toml", "examples/roost.compose-b.toml"] {
+        compose_config_is_valid_once_its_secrets_are_set(file);
+    }
+}
+
+fn compose_config_is_valid_once_its_secrets_are_set(file: &str) {
+    let path = support::project_dir().join(file);
     let without = roost_bin()
         .args(["check-config", "--config"])
         .arg(&path)
@@ -204,7 +210,21 @@ fn the_compose_example_config_is_valid_once_its_secrets_are_set() {
         .args(["check-config", "--config"])
         .arg(&path)
         .env("ROOST_COOKIE_KEY", "a-cookie-key-of-at-least-32-characters-0123")
+        .env("ROOST_REDIS_URL", "redis://:a-password@127.0.0.1:6379/0")
         .output()
         .unwrap();
     assert!(with.status.success(), "{}", String::from_utf8_lossy(&with.stderr));
+    let bad_url = roost_bin()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("ROOST_COOKIE_KEY", "a-cookie-key-of-at-least-32-characters-0123")
+        .env("ROOST_REDIS_URL", "http://user:hunter2@127.0.0.1:6379")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad_url.stderr);
+    assert_eq!(bad_url.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("ROOST_REDIS_URL") && !stderr.contains("hunter2"),
+        "{stderr}"
+    );
 }

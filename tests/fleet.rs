@@ -22,6 +22,10 @@ use support::replica::{self, Ports, Replica};
 use support::roost::{workspace_host, AUDIENCE, DOMAIN};
 use support::tokens::{auth0_claims, sign};
 
+/// The tests here load the engine and the two cores hard and measure
+/// time-bound behaviour (idleness): one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The config every replica of a test shares (listeners are per replica).
 fn fleet_config(issuer: &str, ports: &Ports, cleanup: &Cleanup, workspace: &str) -> String {
     format!(
@@ -71,6 +75,7 @@ fn containers_named(cleanup: &Cleanup, name: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_herd_over_three_replicas_makes_one_container_each_and_one_route_table() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let cleanup = Cleanup::new("fleet-herd");
     if docker::engine(&cleanup).await.is_none() {
         return;
@@ -188,6 +193,7 @@ async fn a_herd_over_three_replicas_makes_one_container_each_and_one_route_table
 
 #[tokio::test]
 async fn use_seen_by_one_replica_keeps_a_workspace_that_another_reaps() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let cleanup = Cleanup::new("fleet-lease");
     if docker::engine(&cleanup).await.is_none() {
         return;
@@ -261,6 +267,7 @@ async fn use_seen_by_one_replica_keeps_a_workspace_that_another_reaps() {
 
 #[tokio::test]
 async fn a_replica_killed_mid_spawn_costs_the_user_only_time() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let cleanup = Cleanup::new("fleet-kill");
     if docker::engine(&cleanup).await.is_none() {
         return;

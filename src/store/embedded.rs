@@ -1,5 +1,6 @@
-//! The embedded store, for a single replica: everything in memory, and
-//! revocations also appended to a file (one line each, flushed to disk
+//! The embedded store, for a single replica: everything in memory (the
+//! same semantics as Redis, so registries sharing one in tests behave like
+//! replicas), and revocations also appended to a file (one line each, flushed to disk
 //! before the sign-out is answered), read back and compacted at start.
 //! Without a file (in-process tests) revocations last as long as the process.
 
@@ -24,6 +25,10 @@ pub struct Embedded {
     used: moka::sync::Cache<String, ()>,
     /// Slots of each name: token → until.
     slots: Mutex<HashMap<String, HashMap<String, Instant>>>,
+    /// Last use of each workspace (wall-clock milliseconds).
+    activity: Mutex<HashMap<Arc<str>, u64>>,
+    /// Leases: name → (holder, until).
+    leases: Mutex<HashMap<String, (String, Instant)>>,
     /// Always up: it is this process.
     health: StoreHealth,
 }
@@ -46,6 +51,8 @@ impl Embedded {
                 .time_to_live(MAX_ONCE_TTL)
                 .build(),
             slots: Mutex::new(HashMap::new()),
+            activity: Mutex::new(HashMap::new()),
+            leases: Mutex::new(HashMap::new()),
             health: StoreHealth::default(),
         }
     }
@@ -145,22 +152,37 @@ impl Store for Embedded {
         async move { Ok(fresh) }.boxed()
     }
 
-    fn record_activity<'a>(&'a self, _seen: &'a [(Arc<str>, u64)]) -> BoxFuture<'a, Result<(), StoreError>> {
-        // One replica: its own registry knows every use.
+    fn record_activity<'a>(&'a self, seen: &'a [(Arc<str>, u64)]) -> BoxFuture<'a, Result<(), StoreError>> {
+        let mut activity = self.activity.lock().unwrap_or_else(|p| p.into_inner());
+        for (slug, ms) in seen {
+            let last = activity.entry(slug.clone()).or_insert(0);
+            *last = (*last).max(*ms);
+        }
         async { Ok(()) }.boxed()
     }
 
     fn last_activity<'a>(&'a self, slugs: &'a [Arc<str>]) -> BoxFuture<'a, Result<Vec<Option<u64>>, StoreError>> {
-        async move { Ok(vec![None; slugs.len()]) }.boxed()
+        let activity = self.activity.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = slugs.iter().map(|s| activity.get(s).copied()).collect();
+        async move { Ok(seen) }.boxed()
     }
 
     fn hold_lease<'a>(
         &'a self,
-        _name: &'a str,
-        _holder: &'a str,
-        _ttl: Duration,
+        name: &'a str,
+        holder: &'a str,
+        ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        async { Ok(true) }.boxed()
+        let now = Instant::now();
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        let held = match leases.get(name) {
+            Some((h, until)) if h != holder && *until > now => false,
+            _ => {
+                leases.insert(name.to_string(), (holder.to_string(), now + ttl));
+                true
+            }
+        };
+        async move { Ok(held) }.boxed()
     }
 
     fn take_slot<'a>(

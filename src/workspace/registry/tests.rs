@@ -15,6 +15,8 @@ use crate::workspace::memory::MemoryRuntime;
 use crate::workspace::runtime::{FailReason, RuntimeError};
 use crate::workspace::{events, reaper, Gate};
 
+mod fleet;
+
 const ADDR: &str = "127.0.0.1:9";
 
 fn workspace_config(extra: &str) -> WorkspaceConfig {
