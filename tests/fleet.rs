@@ -89,7 +89,7 @@ async fn a_herd_over_three_replicas_makes_one_container_each_and_one_route_table
         &issuer.url,
         &ports,
         &cleanup,
-        "idle_timeout = \"10m\"\nstart_timeout = \"120s\"\nauth_wait = \"29s\"\nmax_concurrent_spawns = 16\nmax_running = 200",
+        "idle_timeout = \"10m\"\nstart_timeout = \"120s\"\nmax_concurrent_spawns = 16\nmax_running = 200",
     );
     let env = [("ROOST_REDIS_URL", redis.url())];
     let mut fleet = Vec::new();

@@ -7,12 +7,13 @@
 mod container;
 pub mod network;
 mod ready;
+mod volume;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum, VolumeCreateRequest};
+use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
 use bollard::query_parameters::{
     CreateContainerOptions, EventsOptions, InspectContainerOptions, ListContainersOptions, LogsOptions,
     RemoveContainerOptions, StartContainerOptions, StatsOptions, StopContainerOptions,
@@ -121,56 +122,6 @@ impl DockerRuntime {
         }
         let labels = |k: &str| label(c, k).map(str::to_string);
         ownership(labels, &spec.deployment, &spec.issuer, &spec.owner)
-    }
-
-    /// The volume to mount for `spec`, created (with its labels) if needed;
-    /// never one whose labels name another deployment or another owner.
-    /// A user's volume from before 64-bit slug hashes is mounted when the
-    /// new name has none yet.
-    async fn volume(&self, spec: &WorkspaceSpec) -> Result<String, RuntimeError> {
-        let docker = self.client().await?;
-        let check = |name: &str, labels: &HashMap<String, String>| -> Result<(), RuntimeError> {
-            match ownership(|k| labels.get(k).cloned(), &spec.deployment, &spec.issuer, &spec.owner) {
-                Ownership::Mine => Ok(()),
-                Ownership::Other => {
-                    tracing::warn!(volume = name, workspace = %spec.slug, "the volume belongs to another account: not mounted");
-                    Err(RuntimeError::NotOwner)
-                }
-                Ownership::Foreign => Err(RuntimeError::NameTaken(name.to_string())),
-            }
-        };
-        let current = spec.volume_name();
-        match docker.inspect_volume(&current).await {
-            Ok(v) => {
-                check(&current, &v.labels)?;
-                return Ok(current);
-            }
-            Err(e) if status_of(&e) == Some(404) => {}
-            Err(e) => return Err(engine(e)),
-        }
-        if let Some(old) = &spec.legacy_volume {
-            match docker.inspect_volume(old).await {
-                Ok(v) if check(old, &v.labels).is_ok() => {
-                    tracing::info!(volume = %old, workspace = %spec.slug, "mounting the workspace's volume from before 64-bit slugs");
-                    return Ok(old.clone());
-                }
-                Ok(_) => {}
-                Err(e) if status_of(&e) == Some(404) => {}
-                Err(e) => return Err(engine(e)),
-            }
-        }
-        // Creating a volume that exists returns the existing one (another
-        // replica was faster): its labels are checked all the same.
-        let made = docker
-            .create_volume(VolumeCreateRequest {
-                name: Some(current.clone()),
-                labels: Some(spec.volume_labels().into_iter().collect()),
-                ..Default::default()
-            })
-            .await
-            .map_err(engine)?;
-        check(&current, &made.labels)?;
-        Ok(current)
     }
 
     async fn client(&self) -> Result<&Docker, RuntimeError> {

@@ -160,4 +160,35 @@ async fn a_person_meets_a_page_with_ways_on_and_a_client_gets_text() {
     assert!(r.body.contains("<h1>Not found</h1>"), "{}", r.body);
     let r = send(&app, Listener::Public, req("GET", DOMAIN, "/_roost/nope", &[])).await;
     assert_eq!((r.status, r.body.as_str()), (StatusCode::NOT_FOUND, "not found"));
+    // A sign-in link that is no good: a page that says what to do.
+    let r = send(
+        &app,
+        Listener::Public,
+        req("GET", DOMAIN, "/_roost/callback?state=stale&code=x", &[HTML]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.body.contains("<h1>That did not work</h1>") && r.body.contains("sign in again"),
+        "{}",
+        r.body
+    );
+    // Too many sign-ins from one address: a page with Retry-After, text for clients.
+    let mut refused = None;
+    for _ in 0..100 {
+        let r = send(&app, Listener::Public, req("GET", DOMAIN, "/_roost/login", &[HTML])).await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(r);
+            break;
+        }
+    }
+    let r = refused.expect("a 429 within 100 sign-ins from one address");
+    assert!(r.header("retry-after").is_some());
+    assert!(r.body.contains("<h1>Too many requests</h1>"), "{}", r.body);
+    assert!(r.body.contains("Your status page"), "{}", r.body);
+    let r = send(&app, Listener::Public, req("GET", DOMAIN, "/_roost/login", &[])).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "too many requests")
+    );
 }

@@ -1,0 +1,62 @@
+//! The user's volume: found, or created with its labels, and never one
+//! whose labels name another deployment or another owner.
+
+use std::collections::HashMap;
+
+use bollard::models::VolumeCreateRequest;
+
+use super::{engine, status_of, DockerRuntime};
+use crate::workspace::runtime::RuntimeError;
+use crate::workspace::spec::{ownership, Ownership, WorkspaceSpec};
+
+impl DockerRuntime {
+    /// The volume to mount for `spec`, created (with its labels) if needed;
+    /// never one whose labels name another deployment or another owner.
+    /// A user's volume from before 64-bit slug hashes is mounted when the
+    /// new name has none yet.
+    pub(super) async fn volume(&self, spec: &WorkspaceSpec) -> Result<String, RuntimeError> {
+        let docker = self.client().await?;
+        let check = |name: &str, labels: &HashMap<String, String>| -> Result<(), RuntimeError> {
+            match ownership(|k| labels.get(k).cloned(), &spec.deployment, &spec.issuer, &spec.owner) {
+                Ownership::Mine => Ok(()),
+                Ownership::Other => {
+                    tracing::warn!(volume = name, workspace = %spec.slug, "the volume belongs to another account: not mounted");
+                    Err(RuntimeError::NotOwner)
+                }
+                Ownership::Foreign => Err(RuntimeError::NameTaken(name.to_string())),
+            }
+        };
+        let current = spec.volume_name();
+        match docker.inspect_volume(&current).await {
+            Ok(v) => {
+                check(&current, &v.labels)?;
+                return Ok(current);
+            }
+            Err(e) if status_of(&e) == Some(404) => {}
+            Err(e) => return Err(engine(e)),
+        }
+        if let Some(old) = &spec.legacy_volume {
+            match docker.inspect_volume(old).await {
+                Ok(v) if check(old, &v.labels).is_ok() => {
+                    tracing::info!(volume = %old, workspace = %spec.slug, "mounting the workspace's volume from before 64-bit slugs");
+                    return Ok(old.clone());
+                }
+                Ok(_) => {}
+                Err(e) if status_of(&e) == Some(404) => {}
+                Err(e) => return Err(engine(e)),
+            }
+        }
+        // Creating a volume that exists returns the existing one (another
+        // replica was faster): its labels are checked all the same.
+        let made = docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(current.clone()),
+                labels: Some(spec.volume_labels().into_iter().collect()),
+                ..Default::default()
+            })
+            .await
+            .map_err(engine)?;
+        check(&current, &made.labels)?;
+        Ok(current)
+    }
+}
