@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use serde_json::json;
-use support::http::Reply;
+use support::http::{Reply, TestClient};
 use support::issuer::TestIssuer;
 use support::redis_server::{Redis, PASSWORD};
 use support::roost::{
@@ -343,4 +343,34 @@ async fn a_wrong_password_or_an_unreachable_redis_stops_roost_at_start_and_says_
         "{stderr}"
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[tokio::test]
+async fn rediss_is_verified_against_the_roots_roost_trusts() {
+    let Some(redis) = Redis::start_tls().await else {
+        return;
+    };
+    let issuer = TestIssuer::start(&["k1"]).await;
+    // A certificate from a CA roost does not trust: it does not start.
+    let (code, stderr) = serve_with_redis(&issuer.url, &redis.url()).await;
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("ROOST_REDIS_URL=rediss://roost:***@localhost"),
+        "{stderr}"
+    );
+    // Told the CA (SSL_CERT_FILE, read by rustls-native-certs): it serves on Redis over TLS.
+    let ports = support::replica::Ports::pick(1);
+    let config = format!(
+        "[oidc]\nissuer = \"{}\"\naudience = \"{AUDIENCE}\"\n[routing]\ndomain = \"{DOMAIN}\"\n\
+         roost_url = \"http://127.0.0.1:1\"\nscheme = \"http\"\n[workspace]\nimage = \"roost-echo:test\"\n",
+        issuer.url
+    );
+    let env = [
+        ("ROOST_REDIS_URL", redis.url()),
+        ("SSL_CERT_FILE", redis.ca_file().display().to_string()),
+    ];
+    let replica = support::replica::Replica::start("tls", 0, &ports, &config, &env).await;
+    let metrics = TestClient::default().get(&replica.url("/metrics"), &[]).await.body;
+    assert!(metrics.contains("roost_store_up 1"), "{metrics}");
+    replica.kill().await;
 }

@@ -15,6 +15,9 @@ const ADMIN_PASSWORD: &str = "test-redis-admin-password-0123456789";
 
 pub struct Redis {
     pub port: u16,
+    /// Serving TLS only (`rediss://`), with a certificate for `localhost`
+    /// from a throwaway CA (`ca_file`).
+    tls: bool,
     child: Option<Child>,
     dir: tempfile::TempDir,
 }
@@ -39,6 +42,7 @@ impl Redis {
         binary()?;
         let mut redis = Redis {
             port: free_port(),
+            tls: false,
             child: None,
             dir: tempfile::tempdir().unwrap(),
         };
@@ -46,9 +50,59 @@ impl Redis {
         Some(redis)
     }
 
+    /// The same over TLS only, with a CA of its own (`ca_file`).
+    pub async fn start_tls() -> Option<Redis> {
+        binary()?;
+        let dir = tempfile::tempdir().unwrap();
+        let sh = format!(
+            "set -e; cd {}; \
+             openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=roost-test-ca -keyout ca.key -out ca.pem 2>/dev/null; \
+             openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr 2>/dev/null; \
+             printf 'subjectAltName=DNS:localhost\\n' > san.ext; \
+             openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile san.ext -out server.pem 2>/dev/null",
+            dir.path().display()
+        );
+        let made = Command::new("sh").arg("-c").arg(&sh).status().expect("openssl");
+        assert!(made.success(), "making the test certificates failed");
+        let mut redis = Redis {
+            port: free_port(),
+            tls: true,
+            child: None,
+            dir,
+        };
+        redis.run().await;
+        Some(redis)
+    }
+
+    /// The CA that signed a TLS server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
     async fn run(&mut self) {
-        let child = Command::new("/usr/bin/redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let mut cmd = Command::new("/usr/bin/redis-server");
+        if self.tls {
+            let file = |name: &str| self.dir.path().join(name).display().to_string();
+            cmd.args([
+                "--port",
+                "0",
+                "--tls-port",
+                &self.port.to_string(),
+                "--tls-auth-clients",
+                "no",
+            ])
+            .args([
+                "--tls-cert-file",
+                &file("server.pem"),
+                "--tls-key-file",
+                &file("server.key"),
+            ])
+            .args(["--tls-ca-cert-file", &file("ca.pem")]);
+        } else {
+            cmd.args(["--port", &self.port.to_string()]);
+        }
+        let child = cmd
+            .args(["--bind", "127.0.0.1"])
             .args(["--requirepass", ADMIN_PASSWORD])
             .args([
                 "--user",
@@ -68,6 +122,35 @@ impl Redis {
             .spawn()
             .expect("start redis-server");
         self.child = Some(child);
+        if self.tls {
+            // The test process trusts no such CA: ask redis-cli, which is told it.
+            let (port, ca) = (self.port.to_string(), self.ca_file());
+            super::eventually(Duration::from_secs(20), "redis-server (TLS) to answer", || {
+                let out = Command::new("redis-cli")
+                    .args(["--tls", "--cacert"])
+                    .arg(&ca)
+                    .args([
+                        "-h",
+                        "localhost",
+                        "-p",
+                        &port,
+                        "--user",
+                        USER,
+                        "--pass",
+                        PASSWORD,
+                        "--no-auth-warning",
+                        "PING",
+                    ])
+                    .output();
+                async move {
+                    out.ok()
+                        .filter(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG")
+                        .map(|_| ())
+                }
+            })
+            .await;
+            return;
+        }
         let url = self.url();
         super::eventually(Duration::from_secs(20), "redis-server to answer", || {
             let url = url.clone();
@@ -83,7 +166,10 @@ impl Redis {
 
     /// The URL roost uses: the ACL user and its password.
     pub fn url(&self) -> String {
-        format!("redis://{USER}:{PASSWORD}@127.0.0.1:{}/0", self.port)
+        match self.tls {
+            true => format!("rediss://{USER}:{PASSWORD}@localhost:{}/0", self.port),
+            false => format!("redis://{USER}:{PASSWORD}@127.0.0.1:{}/0", self.port),
+        }
     }
 
     /// Kills the server (SIGKILL: no goodbye to the clients).
