@@ -101,7 +101,7 @@ pub type RevocationStream = BoxStream<'static, Revocation>;
 pub enum StoreError {
     #[error("shared store unavailable: {0}")]
     Redis(#[from] redis::RedisError),
-    #[error("cannot use the shared store ROOST_REDIS_URL={url}: {source}")]
+    #[error("cannot use the shared store ROOST_REDIS_URL={url}")]
     Connect {
         /// Without its password.
         url: String,
