@@ -352,6 +352,7 @@ pub fn fresh_login() -> roost::auth::Login {
         h.ed.keys.clone(),
         h.fetcher.clone(),
         h.ed.verifier.clone(),
+        Arc::new(roost::store::Embedded::in_memory()),
     )
     .expect("sign-in is configured")
 }
