@@ -17,6 +17,7 @@ use http_body_util::Full;
 use serde_json::json;
 use support::http::{Reply, TestClient};
 use support::issuer::TestIssuer;
+use support::jar::Jar;
 use support::redis_server::{Redis, PASSWORD};
 use support::roost::{
     config_text, session_for, sign_in_secrets, workspace_host, TestRoost, AUDIENCE, COOKIE_KEY, DOMAIN,
@@ -373,4 +374,46 @@ async fn rediss_is_verified_against_the_roots_roost_trusts() {
     let metrics = TestClient::default().get(&replica.url("/metrics"), &[]).await.body;
     assert!(metrics.contains("roost_store_up 1"), "{metrics}");
     replica.kill().await;
+}
+
+#[tokio::test]
+async fn a_sign_in_state_is_used_once_across_replicas_and_waits_for_redis() {
+    let Some(mut redis) = Redis::start().await else {
+        return;
+    };
+    let issuer = TestIssuer::start(&["k1"]).await;
+    let fleet = replicas(&issuer.url, &redis).await;
+    let login = format!(
+        "http://{DOMAIN}/_roost/login?rd={}",
+        support::http::urlencode("http://alice.ws.roost.test/")
+    );
+    // Sign in through replica 0; the same callback replayed on replica 1 is refused.
+    let mut jar = Jar::new(fleet[0].addr);
+    let to_provider = jar.get(&login).await;
+    let back = jar.get(to_provider.header("location").unwrap()).await;
+    let callback = back.header("location").unwrap().to_string();
+    let mut replayer = Jar::new(fleet[1].addr);
+    replayer.cookies = jar.cookies.clone();
+    assert_eq!(jar.get(&callback).await.status, 302);
+    let replay = replayer.get(&callback).await;
+    assert_eq!(replay.status, 400, "{}", replay.body);
+    assert!(!replayer.cookies.contains_key("roost_session"));
+
+    // Redis gone: a sign-in cannot be checked for single use, so it waits.
+    let mut jar = Jar::new(fleet[2].addr);
+    let to_provider = jar.get(&login).await;
+    let back = jar.get(to_provider.header("location").unwrap()).await;
+    let callback = back.header("location").unwrap().to_string();
+    redis.kill();
+    let refused = jar.get(&callback).await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(refused.header("retry-after"), Some("5"));
+    assert!(
+        refused.body.contains("Sign-in is temporarily unavailable"),
+        "{}",
+        refused.body
+    );
+    for roost in fleet {
+        roost.stop().await;
+    }
 }
