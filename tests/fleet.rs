@@ -25,19 +25,56 @@ use support::tokens::{auth0_claims, sign};
 /// time-bound behaviour (idleness): one at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The config every replica of a test shares (listeners are per replica).
-fn fleet_config(issuer: &str, ports: &Ports, cleanup: &Cleanup, workspace: &str) -> String {
-    format!(
-        "[server]\ntrusted_hops = 1\n[oidc]\nissuer = \"{issuer}\"\naudience = \"{AUDIENCE}\"\n\
-         [routing]\ndomain = \"{DOMAIN}\"\nscheme = \"http\"\n{}\
-         [workspace]\nimage = \"roost-echo:test\"\n{}\n{workspace}\n",
-        ports.shared_toml(),
-        cleanup.labels_toml()
-    )
+/// What every test here starts from: the engine (images built), a Redis,
+/// an issuer, ports for `n` replicas and the config they share (listeners
+/// are per replica).
+struct Setup {
+    cleanup: Cleanup,
+    redis: Redis,
+    issuer: TestIssuer,
+    ports: Ports,
+    config: String,
 }
 
-fn token(issuer: &str, user: &str) -> String {
-    sign("k1", Some("k1"), &auth0_claims(issuer, AUDIENCE, user))
+async fn setup(name: &str, n: usize, image: &str, workspace: &str) -> Option<Setup> {
+    let cleanup = Cleanup::new(name);
+    docker::engine(&cleanup).await?;
+    let redis = Redis::start().await?;
+    let issuer = TestIssuer::start(&["k1"]).await;
+    let ports = Ports::pick(n);
+    let config = format!(
+        "[server]\ntrusted_hops = 1\n[oidc]\nissuer = \"{}\"\naudience = \"{AUDIENCE}\"\n\
+         [routing]\ndomain = \"{DOMAIN}\"\nscheme = \"http\"\n{}\
+         [workspace]\nimage = \"{image}\"\n{}\n{workspace}\n",
+        issuer.url,
+        ports.shared_toml(),
+        cleanup.labels_toml()
+    );
+    Some(Setup {
+        cleanup,
+        redis,
+        issuer,
+        ports,
+        config,
+    })
+}
+
+impl Setup {
+    /// Replica `i`, on the shared Redis.
+    async fn replica(&self, name: &str, i: usize) -> Replica {
+        Replica::start(
+            name,
+            i,
+            &self.ports,
+            &self.config,
+            &[("ROOST_REDIS_URL", self.redis.url())],
+        )
+        .await
+    }
+
+    fn token(&self, user: &str) -> String {
+        sign("k1", Some("k1"), &auth0_claims(&self.issuer.url, AUDIENCE, user))
+    }
 }
 
 /// `GET /auth` on one replica, as Traefik sends it for `host` (one hop
@@ -75,41 +112,28 @@ fn containers_named(cleanup: &Cleanup, name: &str) -> Vec<String> {
 #[tokio::test]
 async fn a_herd_over_three_replicas_makes_one_container_each_and_one_route_table() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let cleanup = Cleanup::new("fleet-herd");
-    if docker::engine(&cleanup).await.is_none() {
-        return;
-    }
-    let Some(redis) = Redis::start().await else {
-        return;
-    };
-    let issuer = TestIssuer::start(&["k1"]).await;
-    let ports = Ports::pick(3);
-    let config = fleet_config(
-        &issuer.url,
-        &ports,
-        &cleanup,
-        "idle_timeout = \"10m\"\nstart_timeout = \"120s\"\nmax_concurrent_spawns = 16\nmax_running = 200",
-    )
     // No HEALTHCHECK: roost probes over HTTP. (The test image's check runs
     // every 250 ms: 100 of them are 400 engine execs a second, which is
     // what this machine's two cores would then measure.)
-    .replace("image = \"roost-echo:test\"", "image = \"roost-echo:nohealth\"");
-    let env = [("ROOST_REDIS_URL", redis.url())];
+    let workspace = "idle_timeout = \"10m\"\nstart_timeout = \"120s\"\nmax_concurrent_spawns = 16\nmax_running = 200";
+    let Some(s) = setup("fleet-herd", 3, "roost-echo:nohealth", workspace).await else {
+        return;
+    };
     let mut fleet = Vec::new();
     for i in 0..3 {
-        fleet.push(Replica::start("herd", i, &ports, &config, &env).await);
+        fleet.push(s.replica("herd", i).await);
     }
-    let Some((traefik, _lb)) = replica::traefik(&ports).await else {
+    let Some((traefik, _lb)) = replica::traefik(&s.ports).await else {
         return;
     };
 
     // 100 users, 10 concurrent first requests each, all at once through
     // Traefik (which spreads them over the replicas).
-    let users: Vec<String> = (0..100).map(|i| format!("h{i}-{}", cleanup.id)).collect();
+    let users: Vec<String> = (0..100).map(|i| format!("h{i}-{}", s.cleanup.id)).collect();
     let client = TestClient::default();
     let began = Instant::now();
     let requests = users.iter().flat_map(|user| {
-        let bearer = format!("Bearer {}", token(&issuer.url, user));
+        let bearer = format!("Bearer {}", s.token(user));
         let host = workspace_host(user);
         let url = format!("http://{}/", traefik.web);
         let client = client.clone();
@@ -160,7 +184,7 @@ async fn a_herd_over_three_replicas_makes_one_container_each_and_one_route_table
         errors.len(),
         &errors[..errors.len().min(5)]
     );
-    let made = cleanup.containers();
+    let made = s.cleanup.containers();
     assert_eq!(made.len(), 100, "one container per user: {made:?}");
     eprintln!("herd: 1000 first requests of 100 users through 3 replicas answered in {took:?} ({retried} asked again after a 503 + Retry-After)");
     for i in 0..3 {
@@ -197,25 +221,13 @@ async fn a_herd_over_three_replicas_makes_one_container_each_and_one_route_table
 #[tokio::test]
 async fn use_seen_by_one_replica_keeps_a_workspace_that_another_reaps() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let cleanup = Cleanup::new("fleet-lease");
-    if docker::engine(&cleanup).await.is_none() {
-        return;
-    }
-    let Some(redis) = Redis::start().await else {
+    let workspace = "idle_timeout = \"6s\"\ndrain_grace = \"1s\"\nstop_timeout = \"1s\"";
+    let Some(s) = setup("fleet-lease", 2, "roost-echo:test", workspace).await else {
         return;
     };
-    let issuer = TestIssuer::start(&["k1"]).await;
-    let ports = Ports::pick(2);
-    let config = fleet_config(
-        &issuer.url,
-        &ports,
-        &cleanup,
-        "idle_timeout = \"6s\"\ndrain_grace = \"1s\"\nstop_timeout = \"1s\"",
-    );
-    let env = [("ROOST_REDIS_URL", redis.url())];
     // A starts alone and takes the reaper's lease; B never gets it while A lives.
-    let a = Replica::start("lease", 0, &ports, &config, &env).await;
-    let conn = redis.connection().await;
+    let a = s.replica("lease", 0).await;
+    let conn = s.redis.connection().await;
     let holder = |conn: redis::aio::MultiplexedConnection| async move {
         let mut conn = conn;
         redis::cmd("GET")
@@ -230,12 +242,12 @@ async fn use_seen_by_one_replica_keeps_a_workspace_that_another_reaps() {
         async move { holder(conn).await }
     })
     .await;
-    let b = Replica::start("lease", 1, &ports, &config, &env).await;
+    let b = s.replica("lease", 1).await;
 
     // Dee works through B only: B's /auth touches her workspace; the
     // container itself sends nothing, so A sees no use of its own.
-    let dee = format!("dee-{}", cleanup.id);
-    let (host, dee_token) = (workspace_host(&dee), token(&issuer.url, &dee));
+    let dee = format!("dee-{}", s.cleanup.id);
+    let (host, dee_token) = (workspace_host(&dee), s.token(&dee));
     let client = TestClient::default();
     support::eventually(Duration::from_secs(60), "dee's workspace through B", || async {
         (auth(&client, &b, &host, &dee_token).await.status == 200).then_some(())
@@ -249,7 +261,7 @@ async fn use_seen_by_one_replica_keeps_a_workspace_that_another_reaps() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     assert_eq!(
-        containers_named(&cleanup, &name),
+        containers_named(&s.cleanup, &name),
         vec![format!("{name} running")],
         "in use through B for 20 s (idle_timeout 6 s): A kept it"
     );
@@ -261,7 +273,7 @@ async fn use_seen_by_one_replica_keeps_a_workspace_that_another_reaps() {
     assert_eq!(holder(conn.clone()).await, Some(a_id), "A held the lease all along");
     // Nobody uses it any more: A stops it (so A does reap).
     support::eventually(Duration::from_secs(30), "A to stop the idle workspace", || async {
-        (containers_named(&cleanup, &name) == vec![format!("{name} exited")]).then_some(())
+        (containers_named(&s.cleanup, &name) == vec![format!("{name} exited")]).then_some(())
     })
     .await;
     a.kill().await;
@@ -271,34 +283,22 @@ async fn use_seen_by_one_replica_keeps_a_workspace_that_another_reaps() {
 #[tokio::test]
 async fn a_replica_killed_mid_spawn_costs_the_user_only_time() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let cleanup = Cleanup::new("fleet-kill");
-    if docker::engine(&cleanup).await.is_none() {
-        return;
-    }
-    let Some(redis) = Redis::start().await else {
+    // The workspace takes 4 s to answer: time to kill A while it spawns.
+    let workspace = "env = { ECHO_START_DELAY_MS = \"4000\" }\nauth_wait = \"1s\"";
+    let Some(s) = setup("fleet-kill", 2, "roost-echo:test", workspace).await else {
         return;
     };
-    let issuer = TestIssuer::start(&["k1"]).await;
-    let ports = Ports::pick(2);
-    // The workspace takes 4 s to answer: time to kill A while it spawns.
-    let config = fleet_config(
-        &issuer.url,
-        &ports,
-        &cleanup,
-        "env = { ECHO_START_DELAY_MS = \"4000\" }\nauth_wait = \"1s\"",
-    );
-    let env = [("ROOST_REDIS_URL", redis.url())];
-    let a = Replica::start("kill", 0, &ports, &config, &env).await;
-    let b = Replica::start("kill", 1, &ports, &config, &env).await;
-    let eve = format!("eve-{}", cleanup.id);
-    let (host, eve_token) = (workspace_host(&eve), token(&issuer.url, &eve));
+    let a = s.replica("kill", 0).await;
+    let b = s.replica("kill", 1).await;
+    let eve = format!("eve-{}", s.cleanup.id);
+    let (host, eve_token) = (workspace_host(&eve), s.token(&eve));
     let name = format!("roost-{eve}");
     let client = TestClient::default();
     // Eve's first request reaches A, which creates and starts her container...
     let first = auth(&client, &a, &host, &eve_token).await;
     assert_ne!(first.status, 200, "not ready within auth_wait: {}", first.body);
     support::eventually(Duration::from_secs(30), "A to start eve's container", || async {
-        (containers_named(&cleanup, &name) == vec![format!("{name} running")]).then_some(())
+        (containers_named(&s.cleanup, &name) == vec![format!("{name} running")]).then_some(())
     })
     .await;
     // ... and dies before it is ready.
@@ -311,7 +311,7 @@ async fn a_replica_killed_mid_spawn_costs_the_user_only_time() {
     .await;
     eprintln!("after the kill, ready through B in {:?}", began.elapsed());
     assert_eq!(
-        containers_named(&cleanup, &name),
+        containers_named(&s.cleanup, &name),
         vec![format!("{name} running")],
         "one container, no orphan"
     );
