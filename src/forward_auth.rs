@@ -261,11 +261,14 @@ impl ForwardAuth {
     fn open_session(&self, value: &str) -> Result<Authenticated, AuthError> {
         let sessions = self.sessions.as_ref().ok_or(AuthError::Missing)?;
         let opened = sessions.open(value)?;
+        let identity = Arc::new(sessions.identity(&opened.session)?);
+        let set_cookie = opened.refresh.then(|| sessions.renew(&opened.session));
+        let (revocation, csrf) = sessions.revocation(opened.session);
         Ok(Authenticated {
-            identity: Arc::new(sessions.identity(&opened.session)?),
-            set_cookie: opened.refresh.then(|| sessions.renew(&opened.session)),
-            session: Some(sessions.revocation(&opened.session)),
-            csrf: Some(opened.session.csrf),
+            identity,
+            set_cookie,
+            session: Some(revocation),
+            csrf: Some(csrf),
         })
     }
 }

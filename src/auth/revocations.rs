@@ -29,6 +29,20 @@ struct Sets {
     users: HashMap<String, (u64, u64), foldhash::fast::RandomState>,
 }
 
+impl Sets {
+    fn insert(&mut self, r: &Revocation) {
+        match r {
+            Revocation::Session { id, until } => {
+                self.sessions.insert(id.clone(), *until);
+            }
+            Revocation::User { sub, before, until } => {
+                let e = self.users.entry(sub.clone()).or_insert((*before, *until));
+                *e = (e.0.max(*before), e.1.max(*until));
+            }
+        }
+    }
+}
+
 /// The revocations in force.
 #[derive(Default)]
 pub struct Revocations {
@@ -50,16 +64,7 @@ impl Revocations {
 
     /// Applies one revocation here.
     pub fn apply(&self, r: &Revocation) {
-        let mut sets = self.sets.write().unwrap_or_else(|p| p.into_inner());
-        match r {
-            Revocation::Session { id, until } => {
-                sets.sessions.insert(id.clone(), *until);
-            }
-            Revocation::User { sub, before, until } => {
-                let e = sets.users.entry(sub.clone()).or_insert((*before, *until));
-                *e = (e.0.max(*before), e.1.max(*until));
-            }
-        }
+        self.sets.write().unwrap_or_else(|p| p.into_inner()).insert(r);
     }
 
     /// Applies `r` here and records it in `store` (later, if the store is down).
@@ -78,15 +83,7 @@ impl Revocations {
         {
             let unsent = self.unsent.lock().unwrap_or_else(|p| p.into_inner());
             for r in all.iter().chain(unsent.iter()) {
-                match r {
-                    Revocation::Session { id, until } => {
-                        fresh.sessions.insert(id.clone(), *until);
-                    }
-                    Revocation::User { sub, before, until } => {
-                        let e = fresh.users.entry(sub.clone()).or_insert((*before, *until));
-                        *e = (e.0.max(*before), e.1.max(*until));
-                    }
-                }
+                fresh.insert(r);
             }
         }
         let now = now_secs();

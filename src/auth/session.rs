@@ -116,13 +116,15 @@ impl Sessions {
         Sessions { revoked, ..self }
     }
 
-    /// What signing `session` out revokes: its id, until it would have
-    /// ended anyway.
-    pub fn revocation(&self, session: &Session) -> Revocation {
-        Revocation::Session {
-            id: session.id().to_string(),
-            until: session.signed_in.saturating_add(self.max_age.as_secs()),
-        }
+    /// What signing `session` out revokes (its id, until it would have
+    /// ended anyway), and its form token: taken apart, not copied, since
+    /// every request with a session cookie does this.
+    pub fn revocation(&self, session: Session) -> (Revocation, String) {
+        let until = session.signed_in.saturating_add(self.max_age.as_secs());
+        let Session { id, csrf, .. } = session;
+        // Sessions sealed before ids existed: the form token stands in.
+        let id = if id.is_empty() { csrf.clone() } else { id };
+        (Revocation::Session { id, until }, csrf)
     }
 
     /// What signing `sub` out everywhere revokes: every session signed in

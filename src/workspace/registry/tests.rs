@@ -39,22 +39,34 @@ struct Fixture {
     registry: Arc<Registry>,
 }
 
-fn fixture(extra: &str, start_delay: Duration) -> Fixture {
+/// An in-memory engine whose starts take `start_delay`, on `clock`.
+fn engine(start_delay: Duration, clock: Arc<TokioClock>) -> Arc<MemoryRuntime> {
     let addr: SocketAddr = ADDR.parse().expect("an address");
-    let clock = Arc::new(TokioClock::new());
-    let runtime = Arc::new(
-        MemoryRuntime::new(addr)
-            .with_start_delay(start_delay)
-            .with_clock(clock.clone()),
-    );
-    let registry = Registry::new(
-        runtime.clone(),
+    Arc::new(MemoryRuntime::new(addr).with_start_delay(start_delay).with_clock(clock))
+}
+
+/// A registry over `runtime` with these `[workspace]` lines and `store`.
+fn registry_on(
+    runtime: Arc<MemoryRuntime>,
+    clock: Arc<TokioClock>,
+    extra: &str,
+    store: Arc<dyn crate::store::Store>,
+) -> Arc<Registry> {
+    Registry::new(
+        runtime,
         workspace_config(extra),
         ("roost", "https://id.example.com/"),
         Arc::new(Metrics::new()),
         clock,
-        Arc::new(crate::store::Embedded::in_memory()),
-    );
+        store,
+    )
+}
+
+fn fixture(extra: &str, start_delay: Duration) -> Fixture {
+    let clock = Arc::new(TokioClock::new());
+    let runtime = engine(start_delay, clock.clone());
+    let store = Arc::new(crate::store::Embedded::in_memory());
+    let registry = registry_on(runtime.clone(), clock, extra, store);
     Fixture { runtime, registry }
 }
 

@@ -2,13 +2,11 @@
 //! lease, activity one replica saw keeping a workspace the other reaps, and
 //! admission counted across replicas.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{sleep, user, workspace_config, ADDR};
+use super::{engine, registry_on, sleep, user};
 use crate::clock::TokioClock;
-use crate::metrics::Metrics;
 use crate::store::{Embedded, Store};
 use crate::workspace::memory::MemoryRuntime;
 use crate::workspace::registry::{run_sharing, Phase, Registry};
@@ -23,25 +21,13 @@ struct Fleet {
 /// `n` registries over one in-memory engine and one store, each with its
 /// reaper, event follower and activity writer running.
 fn fleet(n: usize, extra: &str, start_delay: Duration) -> Fleet {
-    let addr: SocketAddr = ADDR.parse().expect("an address");
     let clock = Arc::new(TokioClock::new());
-    let runtime = Arc::new(
-        MemoryRuntime::new(addr)
-            .with_start_delay(start_delay)
-            .with_clock(clock.clone()),
-    );
+    let runtime = engine(start_delay, clock.clone());
     let store: Arc<dyn Store> = Arc::new(Embedded::in_memory());
     let stop = tokio_util::sync::CancellationToken::new();
     let replicas = (0..n)
         .map(|_| {
-            let registry = Registry::new(
-                runtime.clone(),
-                workspace_config(extra),
-                ("roost", "https://id.example.com/"),
-                Arc::new(Metrics::new()),
-                clock.clone(),
-                store.clone(),
-            );
+            let registry = registry_on(runtime.clone(), clock.clone(), extra, store.clone());
             tokio::spawn(reaper::run(registry.clone(), stop.child_token()));
             tokio::spawn(events::follow(registry.clone(), stop.child_token()));
             tokio::spawn(run_sharing(registry.clone(), stop.child_token()));
