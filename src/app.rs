@@ -54,7 +54,9 @@ impl App {
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::new());
         let keys = Arc::new(KeyStore::new(&config.oidc, fetcher.clone(), metrics.clone()));
-        let verifier = Arc::new(Verifier::new(&config.oidc, keys.clone(), metrics.clone()));
+        let verifier = Arc::new(
+            Verifier::new(&config.oidc, keys.clone(), metrics.clone()).with_permissions(config.permissions_read()),
+        );
         let limits = Arc::new(Limits::new(&config.limits));
         let scope = (config.deployment.id.as_str(), config.oidc.issuer.as_str());
         let workspaces = Registry::new(

@@ -12,12 +12,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
 pub use values::{parse_duration, parse_size, Rate};
 
+pub use checker::DEFAULT_PROFILE;
 use checker::Checker;
 use raw::RawConfig;
 
@@ -108,11 +110,53 @@ pub struct Config {
     pub server: ServerConfig,
     pub oidc: OidcConfig,
     pub routing: RoutingConfig,
+    /// `[workspace]`: the default profile, and what every profile shares.
     pub workspace: WorkspaceConfig,
+    /// `[[profiles]]`: the other environments a user may choose.
+    pub profiles: Vec<Profile>,
+    pub quota: QuotaConfig,
     pub limits: LimitsConfig,
     pub session: SessionConfig,
     pub store: StoreConfig,
     pub secrets: Secrets,
+}
+
+/// An environment a user may choose (`[[profiles]]`).
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// `[a-z0-9-]{1,32}`, never `default` (that is `[workspace]`).
+    pub name: String,
+    /// What a user reads when choosing.
+    pub description: String,
+    /// The token permission a user needs to choose it (admins need none).
+    pub permission: Option<String>,
+    /// `[workspace]` with the profile's keys in place.
+    pub workspace: Arc<WorkspaceConfig>,
+}
+
+/// `[quota]`: how much one user may consume per period; no limit set, no quota.
+#[derive(Debug, Clone)]
+pub struct QuotaConfig {
+    /// Usage counts in windows of this length, aligned to the Unix epoch
+    /// (`1d`: from midnight UTC).
+    pub period: Duration,
+    /// Hours a user's workspace may run per period.
+    pub workspace_hours: Option<f64>,
+    /// CPU hours (as the engine counts them) per period.
+    pub cpu_hours: Option<f64>,
+    /// Users whose token carries this permission have no quota (admins neither).
+    pub exempt_permission: Option<String>,
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        QuotaConfig {
+            period: Duration::from_secs(30 * 86_400),
+            workspace_hours: None,
+            cpu_hours: None,
+            exempt_permission: None,
+        }
+    }
 }
 
 /// Where shared state lives (`[store]` and `ROOST_REDIS_URL`).
@@ -329,6 +373,16 @@ impl Config {
     }
 
     /// Validates a config file's text; every bad key is reported at once.
+    /// The token permissions roost reads besides the admin one: each
+    /// profile's `permission` and `quota.exempt_permission`.
+    pub fn permissions_read(&self) -> Vec<String> {
+        let mut read: Vec<String> = self.profiles.iter().filter_map(|p| p.permission.clone()).collect();
+        read.extend(self.quota.exempt_permission.clone());
+        read.sort();
+        read.dedup();
+        read
+    }
+
     pub fn from_toml(text: &str, secrets: Secrets) -> Result<Config, ConfigError> {
         let de = toml::Deserializer::parse(text).map_err(ConfigError::Syntax)?;
         let mut unknown = Vec::new();

@@ -333,7 +333,7 @@ async fn tampered_expired_and_foreign_cookies_are_refused_and_the_previous_key_s
 
     // Sealed with the previous key: accepted, and re-sealed with the current one.
     let old = sessions(OLD_COOKIE_KEY);
-    let from_old = cookie_of(&old.set_cookie(&old.start("alice", "alice", None, false)));
+    let from_old = cookie_of(&old.set_cookie(&old.start("alice", "alice", None, false, vec![])));
     let ok = auth_with_cookie(&roost, host, &from_old, "text/html").await;
     assert_eq!(ok.status, 200, "{}", ok.body);
     let renewed = ok.headers.get("set-cookie").expect("re-sealed with the current key");
@@ -342,13 +342,13 @@ async fn tampered_expired_and_foreign_cookies_are_refused_and_the_previous_key_s
     assert!(current.open(value.trim_start_matches("roost_session=")).is_ok());
 
     let foreign_key = sessions("some-other-key-0123456789abcdef0123456789");
-    let foreign = cookie_of(&foreign_key.set_cookie(&foreign_key.start("alice", "alice", None, false)));
+    let foreign = cookie_of(&foreign_key.set_cookie(&foreign_key.start("alice", "alice", None, false, vec![])));
     let mut tampered = value.clone().into_bytes();
     let i = tampered.len() - 5;
     tampered[i] = if tampered[i] == b'x' { b'y' } else { b'x' };
     let tampered = String::from_utf8(tampered).unwrap();
     let expired = {
-        let mut s: Session = current.start("alice", "alice", None, false);
+        let mut s: Session = current.start("alice", "alice", None, false, vec![]);
         s.expires = s.signed_in - 1;
         cookie_of(&current.set_cookie(&s))
     };

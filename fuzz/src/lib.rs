@@ -286,7 +286,7 @@ impl Credentials {
             let c = cookie::Cookie::parse(set_cookie.to_str().expect("ascii").to_string()).expect("a cookie");
             c.value().to_string()
         };
-        let fresh = sessions.start("alice", "alice", Some("alice@example.com".into()), false);
+        let fresh = sessions.start("alice", "alice", Some("alice@example.com".into()), false, vec![]);
         let mut stale = fresh.clone();
         stale.expires = now() + 60;
         let old_secrets = Secrets {

@@ -14,6 +14,9 @@ use crate::slug::{legacy_slug_for, slug_for};
 /// session cookie of under 2 KiB, what `Sessions::unseal` takes).
 pub const MAX_CLAIM_LEN: usize = 200;
 
+/// Most permissions an identity (and so a session cookie) keeps.
+pub const MAX_PERMISSIONS: usize = 8;
+
 /// A verified user. Cached per token, shared by `Arc`.
 #[derive(Debug)]
 pub struct Identity {
@@ -26,6 +29,9 @@ pub struct Identity {
     pub legacy_slug: Option<Arc<str>>,
     /// The token's `permissions` contain `oidc.admin_permission`.
     pub admin: bool,
+    /// Those of the token's `permissions` the config names (a profile's
+    /// `permission`, `quota.exempt_permission`); at most [`MAX_PERMISSIONS`].
+    pub permissions: Vec<String>,
     /// Token expiry, seconds since the epoch.
     pub exp: u64,
     /// `X-Roost-User`.
@@ -41,11 +47,17 @@ impl Identity {
         self.admin || *self.sub == *owner
     }
 
+    /// Whether the token granted `permission` (admins hold every one).
+    pub fn has(&self, permission: &str) -> bool {
+        self.admin || self.permissions.iter().any(|p| p == permission)
+    }
+
     /// Builds an identity from verified claims.
     pub fn from_claims(
         claims: &Map<String, Value>,
         username_claim: &str,
         admin_permission: &str,
+        wanted: &[String],
     ) -> Result<Identity, AuthError> {
         let sub = match claims.get("sub") {
             Some(Value::String(s)) if !s.is_empty() => s.as_str(),
@@ -60,15 +72,29 @@ impl Identity {
             None => return Err(AuthError::Claims("missing exp")),
         };
         let email = claims.get("email").and_then(Value::as_str).map(str::to_string);
-        let admin = match claims.get("permissions") {
-            Some(Value::Array(perms)) => perms.iter().any(|p| p.as_str() == Some(admin_permission)),
-            _ => false,
+        let granted: &[Value] = match claims.get("permissions") {
+            Some(Value::Array(perms)) => perms,
+            _ => &[],
         };
-        Identity::new(sub, username, email, admin, exp)
+        let admin = granted.iter().any(|p| p.as_str() == Some(admin_permission));
+        let permissions = wanted
+            .iter()
+            .filter(|w| granted.iter().any(|p| p.as_str() == Some(w.as_str())))
+            .take(MAX_PERMISSIONS)
+            .cloned()
+            .collect();
+        Identity::new(sub, username, email, admin, exp, permissions)
     }
 
     /// An identity from its parts (a browser session carries them).
-    pub fn new(sub: &str, username: &str, email: Option<String>, admin: bool, exp: u64) -> Result<Identity, AuthError> {
+    pub fn new(
+        sub: &str,
+        username: &str,
+        email: Option<String>,
+        admin: bool,
+        exp: u64,
+        mut permissions: Vec<String>,
+    ) -> Result<Identity, AuthError> {
         // Bounded so a session cookie always fits what browsers keep (no
         // provider issues longer ones: Auth0's are under 100 bytes).
         let fits = |v: &str| v.len() <= MAX_CLAIM_LEN && !v.chars().any(char::is_control);
@@ -76,6 +102,8 @@ impl Identity {
             return Err(AuthError::Claims("sub or username claim too long or not text"));
         }
         let email = email.filter(|e| fits(e));
+        permissions.retain(|p| fits(p));
+        permissions.truncate(MAX_PERMISSIONS);
         let user_header = HeaderValue::from_str(sub).map_err(|_| AuthError::Claims("sub not a header value"))?;
         let email_header = email
             .as_deref()
@@ -87,6 +115,7 @@ impl Identity {
             slug: Arc::from(slug_for(username)),
             legacy_slug: legacy_slug_for(username).map(Arc::from),
             admin,
+            permissions,
             exp,
             user_header,
             email_header,

@@ -259,7 +259,7 @@ impl Login {
             .map_err(LoginError::IdToken)?;
         let session = self
             .sessions
-            .start(&claims.sub, &claims.username, claims.email, claims.admin);
+            .start(&claims.sub, &claims.username, claims.email, claims.admin, claims.permissions);
         let identity = self.sessions.identity(&session).map_err(LoginError::IdToken)?;
         let target = pending.rd.unwrap_or_else(|| self.origin.workspace_url(&identity.slug));
         tracing::info!(target: "roost::audit", user = %claims.sub, "signed in");

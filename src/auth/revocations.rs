@@ -162,6 +162,7 @@ mod tests {
             username: sub.into(),
             email: None,
             admin: false,
+            permissions: vec![],
             signed_in,
             expires: signed_in + 3600,
             csrf: "c".into(),

@@ -42,6 +42,9 @@ pub struct Session {
     pub email: Option<String>,
     #[serde(rename = "a", default)]
     pub admin: bool,
+    /// [`Identity::permissions`].
+    #[serde(rename = "p", default, skip_serializing_if = "Vec::is_empty")]
+    pub permissions: Vec<String>,
     /// Sign-in time, seconds since the epoch (bounds the sliding expiry).
     #[serde(rename = "i")]
     pub signed_in: u64,
@@ -134,7 +137,14 @@ impl Sessions {
     }
 
     /// A new session for a user who just signed in.
-    pub fn start(&self, sub: &str, username: &str, email: Option<String>, admin: bool) -> Session {
+    pub fn start(
+        &self,
+        sub: &str,
+        username: &str,
+        email: Option<String>,
+        admin: bool,
+        permissions: Vec<String>,
+    ) -> Session {
         let now = now_secs();
         Session {
             id: random_token(16),
@@ -142,6 +152,7 @@ impl Sessions {
             username: username.to_string(),
             email,
             admin,
+            permissions,
             signed_in: now,
             expires: now + self.lifetime.as_secs(),
             csrf: random_token(16),
@@ -251,6 +262,7 @@ impl Sessions {
             session.email.clone(),
             session.admin,
             session.expires,
+            session.permissions.clone(),
         )
     }
 }
@@ -309,7 +321,7 @@ mod tests {
     #[test]
     fn a_session_cookie_is_small_scoped_and_opens_again() {
         let s = sessions(K1, None);
-        let session = s.start("auth0|alice", "alice", Some("alice@example.com".into()), false);
+        let session = s.start("auth0|alice", "alice", Some("alice@example.com".into()), false, vec!["gpu".into()]);
         let set = s.set_cookie(&session);
         let text = set.to_str().unwrap();
         assert!(text.len() < 1024, "{} bytes", text.len());
@@ -325,7 +337,7 @@ mod tests {
     #[test]
     fn tampered_wrong_key_and_expired_cookies_are_refused() {
         let s = sessions(K1, None);
-        let session = s.start("alice", "alice", None, false);
+        let session = s.start("alice", "alice", None, false, vec![]);
         let v = value(&s.set_cookie(&session));
         let mut tampered = v.clone().into_bytes();
         let i = tampered.len() / 2;
@@ -351,7 +363,7 @@ mod tests {
         // Found by fuzz/session_cookie: a sealed session signed in at the
         // end of time passed max_age and overflowed its renewal.
         let s = sessions(K1, None);
-        let session = s.start("alice", "alice", None, false);
+        let session = s.start("alice", "alice", None, false, vec![]);
         let future = Session {
             signed_in: u64::MAX,
             ..session.clone()
@@ -368,7 +380,7 @@ mod tests {
     #[test]
     fn the_previous_key_still_opens_and_asks_for_a_reseal() {
         let old = sessions(K1, None);
-        let v = value(&old.set_cookie(&old.start("alice", "alice", None, false)));
+        let v = value(&old.set_cookie(&old.start("alice", "alice", None, false, vec![])));
         let rotated = sessions(K2, Some(K1));
         let opened = rotated.open(&v).unwrap();
         assert!(opened.refresh);
@@ -388,7 +400,7 @@ mod tests {
     #[test]
     fn sessions_in_their_second_half_are_renewed() {
         let s = sessions(K1, None);
-        let mut session = s.start("alice", "alice", None, false);
+        let mut session = s.start("alice", "alice", None, false, vec![]);
         session.expires = now_secs() + 1000; // lifetime 3600: past half
         let opened = s.open(&value(&s.set_cookie(&session))).unwrap();
         assert!(opened.refresh);

@@ -68,6 +68,8 @@ pub struct IdClaims {
     pub username: String,
     pub email: Option<String>,
     pub admin: bool,
+    /// The permissions the config names that the token grants.
+    pub permissions: Vec<String>,
 }
 
 /// Verifies bearer tokens (and, later, ID tokens from sign-in).
@@ -78,6 +80,8 @@ pub struct Verifier {
     id_validation: Option<Validation>,
     username_claim: String,
     admin_permission: String,
+    /// The permissions worth keeping in an identity ([`Identity::permissions`]).
+    wanted: Vec<String>,
     cache: Cache<TokenHash, Arc<Verdict>>,
     /// The verdicts last used, by hash: the fast path in front of `cache`.
     front: Box<[ArcSwapOption<Verdict>]>,
@@ -106,6 +110,7 @@ impl Verifier {
             id_validation,
             username_claim: oidc.username_claim.clone(),
             admin_permission: oidc.admin_permission.clone(),
+            wanted: Vec::new(),
             cache: Cache::builder()
                 .max_capacity(CACHE_CAPACITY)
                 .expire_after(UntilExp)
@@ -114,6 +119,13 @@ impl Verifier {
             hasher: RandomState::default(),
             metrics,
         }
+    }
+
+    /// Keeps these of a token's permissions in its identity (the ones the
+    /// config names: profiles, quota exemption).
+    pub fn with_permissions(mut self, wanted: Vec<String>) -> Self {
+        self.wanted = wanted;
+        self
     }
 
     pub fn keys(&self) -> &Arc<KeyStore> {
@@ -191,7 +203,7 @@ impl Verifier {
     /// claims. The token's header only selects a key by `kid`.
     pub async fn verify_uncached(&self, token: &str) -> Result<Identity, AuthError> {
         let claims = self.decode(token, &self.validation).await?;
-        Identity::from_claims(&claims, &self.username_claim, &self.admin_permission)
+        Identity::from_claims(&claims, &self.username_claim, &self.admin_permission, &self.wanted)
     }
 
     /// Verifies an ID token from the sign-in code exchange exactly like a
@@ -207,12 +219,13 @@ impl Verifier {
             return Err(AuthError::Claims("nonce mismatch"));
         }
         let text = |name: &str| claims.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
-        let identity = Identity::from_claims(&claims, &self.username_claim, &self.admin_permission)?;
+        let identity = Identity::from_claims(&claims, &self.username_claim, &self.admin_permission, &self.wanted)?;
         Ok(IdClaims {
             sub: identity.sub.to_string(),
             username: text(&self.username_claim).unwrap_or_default().to_string(),
             email: identity.email.clone(),
             admin: identity.admin,
+            permissions: identity.permissions.clone(),
         })
     }
 

@@ -10,7 +10,9 @@ use super::raw::RawConfig;
 use super::values::{parse_duration, parse_size, Lenient, Rate};
 use super::*;
 
+mod profiles;
 mod workspace;
+pub use profiles::DEFAULT_PROFILE;
 use workspace::workspace;
 
 #[derive(Default)]
@@ -152,6 +154,8 @@ pub(super) fn validate(raw: RawConfig, secrets: Secrets, c: &mut Checker) -> Opt
     let routing = routing(raw.routing, internal_listen, c);
     let network = default_workspace_network(deployment.as_ref().map_or("roost", |d| d.id.as_str()));
     let workspace = workspace(raw.workspace, &network, c);
+    let profiles = profiles::profiles(raw.profiles, workspace.as_ref(), &network, c);
+    let quota = profiles::quota(raw.quota, c);
     let limits = limits(raw.limits, c);
     let session = session(raw.session, c);
     let store = StoreConfig {
@@ -195,6 +199,8 @@ pub(super) fn validate(raw: RawConfig, secrets: Secrets, c: &mut Checker) -> Opt
         oidc: oidc?,
         routing: routing?,
         workspace: workspace?,
+        profiles: profiles?,
+        quota: quota?,
         limits: limits?,
         session: session?,
         store,

@@ -6,12 +6,13 @@
 use serde_aux::serde_introspection::serde_introspect;
 
 use super::raw::{
-    RawConfig, RawDeployment, RawLimits, RawOidc, RawRouting, RawServer, RawSession, RawStore, RawWorkspace,
+    RawConfig, RawDeployment, RawLimits, RawOidc, RawProfile, RawQuota, RawRouting, RawServer, RawSession, RawStore,
+    RawWorkspace,
 };
 
 /// Every known key, dotted (`workspace.idle_timeout`), sections included.
 pub fn known() -> Vec<String> {
-    let sections: [(&str, &[&str]); 8] = [
+    let sections: [(&str, &[&str]); 10] = [
         ("deployment", serde_introspect::<RawDeployment>()),
         ("server", serde_introspect::<RawServer>()),
         ("oidc", serde_introspect::<RawOidc>()),
@@ -20,6 +21,8 @@ pub fn known() -> Vec<String> {
         ("limits", serde_introspect::<RawLimits>()),
         ("session", serde_introspect::<RawSession>()),
         ("store", serde_introspect::<RawStore>()),
+        ("profiles", serde_introspect::<RawProfile>()),
+        ("quota", serde_introspect::<RawQuota>()),
     ];
     let mut keys: Vec<String> = serde_introspect::<RawConfig>().iter().map(|k| k.to_string()).collect();
     for (section, fields) in sections {

@@ -32,6 +32,36 @@ pub struct RawConfig {
     pub session: RawSession,
     #[serde(default)]
     pub store: RawStore,
+    #[serde(default)]
+    pub profiles: Vec<RawProfile>,
+    #[serde(default)]
+    pub quota: RawQuota,
+}
+
+/// One `[[profiles]]` entry: a name, what a user reads, who may choose it,
+/// and the `[workspace]` keys it sets differently.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawProfile {
+    pub name: L<String>,
+    pub description: L<String>,
+    pub permission: L<String>,
+    pub image: L<String>,
+    pub command: L<Vec<String>>,
+    pub env: L<BTreeMap<String, String>>,
+    pub cpus: L<f64>,
+    pub memory: L<String>,
+    pub port: L<i64>,
+    pub volume_path: L<String>,
+    pub idle_timeout: L<String>,
+    pub max_lifetime: L<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawQuota {
+    pub period: L<String>,
+    pub workspace_hours: L<f64>,
+    pub cpu_hours: L<f64>,
+    pub exempt_permission: L<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

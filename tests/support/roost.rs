@@ -229,7 +229,7 @@ pub fn workspace_host(slug: &str) -> String {
 pub fn session_for(app: &App, user: &str) -> (String, String) {
     let origin = roost::public_url::PublicOrigin::new(&app.config.routing);
     let sessions = roost::auth::Sessions::new(&app.config.secrets, &app.config.session, &origin).expect("a cookie key");
-    let s = sessions.start(user, user, Some(format!("{user}@example.com")), false);
+    let s = sessions.start(user, user, Some(format!("{user}@example.com")), false, vec![]);
     let set_cookie = sessions.set_cookie(&s);
     let cookie = set_cookie.to_str().unwrap().split(';').next().unwrap().to_string();
     (cookie, s.csrf)

@@ -373,7 +373,7 @@ async fn a_cached_verdict_past_its_exp_is_dropped() {
     let token = sign(Fixture::K1, Some("k1"), &claims("auth0|alice"));
     let identity = v.verify(&token).await.expect("valid");
     // The same verdict, as it will be once its exp has passed.
-    let expired = Identity::new(&identity.sub, "alice", None, false, now_secs() - 1).expect("an identity");
+    let expired = Identity::new(&identity.sub, "alice", None, false, now_secs() - 1, vec![]).expect("an identity");
     let hash = v.hasher.hash_one(token.as_str());
     let verdict = Arc::new(Verdict {
         token: token.as_str().into(),

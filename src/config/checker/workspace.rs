@@ -7,25 +7,54 @@ use super::super::*;
 use super::Checker;
 
 pub(super) fn workspace(raw: RawWorkspace, default_network: &str, c: &mut Checker) -> Option<WorkspaceConfig> {
-    let image = c.non_empty("workspace.image", raw.image, None);
-    let command = c.optional("workspace.command", raw.command);
+    let config = workspace_at("workspace", raw, default_network, c)?;
+    lifetimes_agree("workspace", &config, c).then_some(config)
+}
+
+/// `max_lifetime` is no shorter than `idle_timeout` (checked on the
+/// finished config: a profile may set one and inherit the other).
+pub(super) fn lifetimes_agree(section: &str, config: &WorkspaceConfig, c: &mut Checker) -> bool {
+    if config.max_lifetime < config.idle_timeout {
+        c.error(
+            &format!("{section}.max_lifetime"),
+            format!(
+                "{} is shorter than {section}.idle_timeout ({})",
+                humantime::format_duration(config.max_lifetime),
+                humantime::format_duration(config.idle_timeout)
+            ),
+        );
+        return false;
+    }
+    true
+}
+
+/// The keys of `[workspace]` (or of a profile, under `section`), checked.
+pub(super) fn workspace_at(
+    section: &str,
+    raw: RawWorkspace,
+    default_network: &str,
+    c: &mut Checker,
+) -> Option<WorkspaceConfig> {
+    let k = |leaf: &str| format!("{section}.{leaf}");
+    let image = c.non_empty(&k("image"), raw.image, None);
+    let command = c.optional(&k("command"), raw.command);
     if command.as_ref().is_some_and(|cmd| cmd.is_empty()) {
         c.error(
-            "workspace.command",
+            &k("command"),
             "must not be an empty list (leave it out to use the image's)",
         );
     }
     let port = c
-        .value("workspace.port", raw.port, Some(8080))
+        .value(&k("port"), raw.port, Some(8080))
         .and_then(|p| match u16::try_from(p) {
             Ok(p) if p > 0 => Some(p),
             _ => {
-                c.error("workspace.port", format!("{p} is not a port (1 to 65535)"));
+                c.error(&k("port"), format!("{p} is not a port (1 to 65535)"));
                 None
             }
         });
     let env =
-        c.value("workspace.env", raw.env, Some(BTreeMap::new()))
+        c.value(&k("env"), raw.env, Some(BTreeMap::new()))
             .and_then(|env| {
                 let bad: Vec<_> = env
                     .keys()
@@ -41,61 +70,49 @@ pub(super) fn workspace(raw: RawWorkspace, default_network: &str, c: &mut Checke
                     Some(env)
                 } else {
                     c.error(
-                "workspace.env",
+                &k("env"),
                 format!("{bad:?}: names must be [A-Za-z_][A-Za-z0-9_]* and not start with ROOST_ (roost sets those)"),
             );
                     None
                 }
             });
-    let volume_path = c.parsed("workspace.volume_path", raw.volume_path, Some("/data"), |s| {
+    let volume_path = c.parsed(&k("volume_path"), raw.volume_path, Some("/data"), |s| {
         if s.starts_with('/') && s != "/" && !s.contains(':') {
             Ok(s.to_string())
         } else {
             Err(format!("{s:?} is not an absolute path below / inside the container"))
         }
     });
-    let cpus = c.value("workspace.cpus", raw.cpus, Some(1.0)).and_then(|n| {
+    let cpus = c.value(&k("cpus"), raw.cpus, Some(1.0)).and_then(|n| {
         if n.is_finite() && (0.01..=512.0).contains(&n) {
             Some(n)
         } else {
-            c.error("workspace.cpus", format!("{n} is out of range (0.01 to 512)"));
+            c.error(&k("cpus"), format!("{n} is out of range (0.01 to 512)"));
             None
         }
     });
     let memory = c
-        .parsed("workspace.memory", raw.memory, Some("1GiB"), parse_size)
+        .parsed(&k("memory"), raw.memory, Some("1GiB"), parse_size)
         .and_then(|m| {
             if m >= 6 * 1024 * 1024 {
                 Some(m)
             } else {
                 c.error(
-                    "workspace.memory",
+                    &k("memory"),
                     format!("{m} bytes is below the engine's minimum of 6MiB"),
                 );
                 None
             }
         });
-    let idle_timeout = c.duration("workspace.idle_timeout", raw.idle_timeout, "30m");
-    let max_lifetime = c.duration("workspace.max_lifetime", raw.max_lifetime, "24h");
-    let start_timeout = c.duration("workspace.start_timeout", raw.start_timeout, "60s");
-    if let (Some(idle), Some(life)) = (idle_timeout, max_lifetime) {
-        if life < idle {
-            c.error(
-                "workspace.max_lifetime",
-                format!(
-                    "{} is shorter than workspace.idle_timeout ({})",
-                    humantime::format_duration(life),
-                    humantime::format_duration(idle)
-                ),
-            );
-        }
-    }
-    let address = c.parsed("workspace.address", raw.address, Some("network"), |s| match s {
+    let idle_timeout = c.duration(&k("idle_timeout"), raw.idle_timeout, "30m");
+    let max_lifetime = c.duration(&k("max_lifetime"), raw.max_lifetime, "24h");
+    let start_timeout = c.duration(&k("start_timeout"), raw.start_timeout, "60s");
+    let address = c.parsed(&k("address"), raw.address, Some("network"), |s| match s {
         "network" => Ok(AddressMode::Network),
         "published" => Ok(AddressMode::Published),
         _ => Err(format!("{s:?} is not \"network\" or \"published\"")),
     });
-    let network = c.parsed("workspace.network", raw.network, Some(default_network), |s| {
+    let network = c.parsed(&k("network"), raw.network, Some(default_network), |s| {
         let ok = s.len() <= 64
             && s.starts_with(|ch: char| ch.is_ascii_alphanumeric())
             && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
@@ -107,24 +124,24 @@ pub(super) fn workspace(raw: RawWorkspace, default_network: &str, c: &mut Checke
             _ => Err(format!("{s:?} is not a network name ([A-Za-z0-9][A-Za-z0-9_.-]*, at most 64)")),
         }
     });
-    let egress = c.value("workspace.egress", raw.egress, Some(false));
+    let egress = c.value(&k("egress"), raw.egress, Some(false));
     if address == Some(AddressMode::Published) && egress == Some(false) {
         c.error(
-            "workspace.address",
+            &k("address"),
             "\"published\" needs workspace.egress = true: Docker publishes no port of an isolated (internal) network: use address = \"network\" (the default), or set workspace.egress = true",
         );
     }
     let tmp_size = c
-        .parsed("workspace.tmp_size", raw.tmp_size, Some("256MiB"), parse_size)
+        .parsed(&k("tmp_size"), raw.tmp_size, Some("256MiB"), parse_size)
         .and_then(|n| {
             if n >= 1024 * 1024 {
                 Some(n)
             } else {
-                c.error("workspace.tmp_size", format!("{n} bytes is below 1MiB"));
+                c.error(&k("tmp_size"), format!("{n} bytes is below 1MiB"));
                 None
             }
         });
-    let user = c.optional("workspace.user", raw.user);
+    let user = c.optional(&k("user"), raw.user);
     let user_ok = |part: &str| {
         !part.is_empty()
             && !part.starts_with('-')
@@ -134,16 +151,16 @@ pub(super) fn workspace(raw: RawWorkspace, default_network: &str, c: &mut Checke
         let (name, group) = u.split_once(':').map_or((u.as_str(), None), |(n, g)| (n, Some(g)));
         if u.len() > 64 || !user_ok(name) || group.is_some_and(|g| !user_ok(g)) {
             c.error(
-                "workspace.user",
+                &k("user"),
                 format!("{u:?} is not a user like \"1000:1000\" or \"app\" (user[:group], names or numeric ids)"),
             );
         }
     }
-    let read_only = c.value("workspace.read_only", raw.read_only, Some(false));
-    let max_running = c.count("workspace.max_running", raw.max_running, 100, 100_000);
-    let max_concurrent_spawns = c.count("workspace.max_concurrent_spawns", raw.max_concurrent_spawns, 4, 1000);
+    let read_only = c.value(&k("read_only"), raw.read_only, Some(false));
+    let max_running = c.count(&k("max_running"), raw.max_running, 100, 100_000);
+    let max_concurrent_spawns = c.count(&k("max_concurrent_spawns"), raw.max_concurrent_spawns, 4, 1000);
     let labels = c
-        .value("workspace.labels", raw.labels, Some(BTreeMap::new()))
+        .value(&k("labels"), raw.labels, Some(BTreeMap::new()))
         .and_then(|labels| {
             let bad: Vec<_> = labels
                 .keys()
@@ -154,22 +171,22 @@ pub(super) fn workspace(raw: RawWorkspace, default_network: &str, c: &mut Checke
                 Some(labels)
             } else {
                 c.error(
-                    "workspace.labels",
+                    &k("labels"),
                     format!("{bad:?}: label names must not be empty or start with \"roost.\" (roost sets those)"),
                 );
                 None
             }
         });
-    let auth_wait = c.duration("workspace.auth_wait", raw.auth_wait, "25s").and_then(|d| {
+    let auth_wait = c.duration(&k("auth_wait"), raw.auth_wait, "25s").and_then(|d| {
         if d < TRAEFIK_FORWARD_AUTH_TIMEOUT {
             Some(d)
         } else {
-            c.error("workspace.auth_wait", "must be below Traefik's 30s forwardAuth timeout");
+            c.error(&k("auth_wait"), "must be below Traefik's 30s forwardAuth timeout");
             None
         }
     });
-    let stop_timeout = c.duration("workspace.stop_timeout", raw.stop_timeout, "10s");
-    let drain_grace = c.duration("workspace.drain_grace", raw.drain_grace, "5s");
+    let stop_timeout = c.duration(&k("stop_timeout"), raw.stop_timeout, "10s");
+    let drain_grace = c.duration(&k("drain_grace"), raw.drain_grace, "5s");
     Some(WorkspaceConfig {
         labels: labels?,
         auth_wait: auth_wait?,

@@ -31,7 +31,7 @@ fn workspace_config(extra: &str) -> WorkspaceConfig {
 }
 
 fn user(name: &str) -> Identity {
-    Identity::new(&format!("auth0|{name}"), name, None, false, u64::MAX).expect("a valid identity")
+    Identity::new(&format!("auth0|{name}"), name, None, false, u64::MAX, vec![]).expect("a valid identity")
 }
 
 struct Fixture {
@@ -315,7 +315,7 @@ async fn nobody_uses_or_sees_another_users_workspace() {
     }
     assert!(matches!(f.phase(&alice), Phase::Ready(_)));
     // An admin may.
-    let admin = Identity::new("auth0|root", "root", None, true, u64::MAX).expect("an identity");
+    let admin = Identity::new("auth0|root", "root", None, true, u64::MAX, vec![]).expect("an identity");
     f.registry
         .status(&admin, &alice.slug)
         .await
