@@ -92,6 +92,27 @@ impl Revocation {
     }
 }
 
+/// What one workspace consumed in one quota period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Usage {
+    /// Seconds it ran.
+    pub run_secs: f64,
+    /// CPU seconds, as the engine counts them.
+    pub cpu_secs: f64,
+}
+
+impl Usage {
+    pub fn add(self, other: Usage) -> Usage {
+        Usage {
+            run_secs: self.run_secs + other.run_secs,
+            cpu_secs: self.cpu_secs + other.cpu_secs,
+        }
+    }
+}
+
+/// How many audit records a store keeps (the oldest go first).
+pub const AUDIT_KEEP: usize = 10_000;
+
 /// Revocations made by any replica, as they happen; the stream ends when
 /// the connection is lost (the follower reconnects and resyncs).
 pub type RevocationStream = BoxStream<'static, Revocation>;
@@ -108,7 +129,7 @@ pub enum StoreError {
         #[source]
         source: redis::RedisError,
     },
-    #[error("revocation file {path}: {source}")]
+    #[error("store file {path}: {source}")]
     File {
         path: String,
         #[source]
@@ -174,6 +195,19 @@ pub trait Store: Send + Sync + 'static {
     fn release_slot<'a>(&'a self, name: &'a str, token: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
     /// How many slots of `name` are taken.
     fn slots_taken<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<u32, StoreError>>;
+    /// The profile chosen for workspace `slug` (`None`: `[workspace]`'s).
+    fn profile<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, Result<Option<String>, StoreError>>;
+    /// Records the profile chosen for `slug`, durably (`None`: the default).
+    fn set_profile<'a>(&'a self, slug: &'a str, profile: Option<&'a str>) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Appends one audit record (a line of JSON), keeping the newest [`AUDIT_KEEP`].
+    fn append_audit<'a>(&'a self, record: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// The newest `n` audit records, newest first.
+    fn recent_audit(&self, n: usize) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
+    /// Adds `used` to workspace `slug`'s account for quota period `window`
+    /// (its start, seconds since the epoch); returns the new total.
+    fn add_usage<'a>(&'a self, slug: &'a str, window: u64, used: Usage) -> BoxFuture<'a, Result<Usage, StoreError>>;
+    /// What each of `slugs` used in period `window`.
+    fn usage<'a>(&'a self, slugs: &'a [Arc<str>], window: u64) -> BoxFuture<'a, Result<Vec<Usage>, StoreError>>;
 }
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
 //! The embedded store, for a single replica: everything in memory (the
 //! same semantics as Redis, so registries sharing one in tests behave like
-//! replicas), and revocations also appended to a file (one line each, flushed to disk
-//! before the sign-out is answered), read back and compacted at start.
-//! Without a file (in-process tests) revocations last as long as the process.
+//! replicas), and what must outlive a restart (revocations, profile
+//! choices, quota use, the audit trail) also appended to a file
+//! ([`journal`]), read back and compacted at start. Without a file
+//! (in-process tests) it lasts as long as the process.
 
-use std::collections::HashMap;
-use std::io::Write as _;
+mod journal;
+
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,15 +15,73 @@ use std::time::{Duration, Instant};
 use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::{self, StreamExt};
 
-use super::{Revocation, RevocationStream, Store, StoreError, StoreHealth};
+use super::{Revocation, RevocationStream, Store, StoreError, StoreHealth, Usage, AUDIT_KEEP};
 use crate::clock::now_secs;
+use journal::Line;
 
 /// Sign-in states are kept at most this long, whatever they ask.
 const MAX_ONCE_TTL: Duration = Duration::from_secs(3600);
 
+/// What the file holds, in memory.
+#[derive(Default)]
+struct Durable {
+    revoked: Vec<Revocation>,
+    profiles: HashMap<String, String>,
+    /// (period start, slug) → use.
+    usage: HashMap<(u64, String), Usage>,
+    audit: VecDeque<String>,
+    /// Lines appended since the file was last rewritten.
+    appended: usize,
+}
+
+impl Durable {
+    fn apply(&mut self, line: Line) {
+        match line {
+            Line::Revoked(r) => self.revoked.push(r),
+            Line::Profile { slug, profile: Some(p) } => {
+                self.profiles.insert(slug, p);
+            }
+            Line::Profile { slug, profile: None } => {
+                self.profiles.remove(&slug);
+            }
+            Line::Usage { window, slug, used } => {
+                // Only the newest period of each workspace counts.
+                self.usage.retain(|(w, s), _| *s != slug || *w >= window);
+                self.usage.insert((window, slug), used);
+            }
+            Line::Audit(json) => {
+                if self.audit.len() == AUDIT_KEEP {
+                    self.audit.pop_front();
+                }
+                self.audit.push_back(json);
+            }
+        }
+    }
+
+    /// What is still in force, as the lines of a compacted file.
+    fn lines(&mut self) -> Vec<Line> {
+        let now = now_secs();
+        self.revoked.retain(|r| r.until() > now);
+        let mut lines: Vec<Line> = self.revoked.iter().cloned().map(Line::Revoked).collect();
+        lines.extend(self.profiles.iter().map(|(slug, p)| Line::Profile {
+            slug: slug.clone(),
+            profile: Some(p.clone()),
+        }));
+        lines.extend(self.usage.iter().map(|((window, slug), used)| Line::Usage {
+            window: *window,
+            slug: slug.clone(),
+            used: *used,
+        }));
+        lines.extend(self.audit.iter().cloned().map(Line::Audit));
+        lines
+    }
+}
+
 pub struct Embedded {
     file: Option<Arc<PathBuf>>,
-    revoked: Mutex<Vec<Revocation>>,
+    durable: Mutex<Durable>,
+    /// One writer of the file at a time (appends and rewrites).
+    writing: tokio::sync::Mutex<()>,
     used: moka::sync::Cache<String, ()>,
     /// Slots of each name: token → until.
     slots: Mutex<HashMap<String, HashMap<String, Instant>>>,
@@ -33,19 +93,13 @@ pub struct Embedded {
     health: StoreHealth,
 }
 
-fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::File {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
 impl Embedded {
-    /// Memory only: revocations do not outlive the process.
+    /// Memory only: nothing outlives the process.
     pub fn in_memory() -> Embedded {
         Embedded {
             file: None,
-            revoked: Mutex::new(Vec::new()),
+            durable: Mutex::new(Durable::default()),
+            writing: tokio::sync::Mutex::new(()),
             used: moka::sync::Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_live(MAX_ONCE_TTL)
@@ -57,40 +111,59 @@ impl Embedded {
         }
     }
 
-    /// Reads the revocations in `path` (missing: none yet), forgets those
-    /// past their time and writes the rest back, so the file stays small
+    /// Reads the file at `path` (missing: nothing yet), forgets what is no
+    /// longer in force and writes the rest back, so the file stays small
     /// and is known to be writable before roost serves anything.
     pub fn open(path: &Path) -> Result<Embedded, StoreError> {
-        let now = now_secs();
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(file_error(path)(e)),
-        };
-        let kept: Vec<Revocation> = text
-            .lines()
-            .filter_map(Revocation::decode)
-            .filter(|r| r.until() > now)
-            .collect();
-        let mut compacted = String::new();
-        for r in &kept {
-            compacted.push_str(&r.encode());
-            compacted.push('\n');
+        let mut durable = Durable::default();
+        for line in journal::read(path)? {
+            durable.apply(line);
         }
-        let tmp = path.with_extension("tmp");
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(compacted.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        };
-        write().map_err(file_error(path))?;
-        let store = Embedded::in_memory();
-        *store.revoked.lock().unwrap_or_else(|p| p.into_inner()) = kept;
+        journal::rewrite(path, &durable.lines())?;
         Ok(Embedded {
             file: Some(Arc::new(path.to_path_buf())),
-            ..store
+            durable: Mutex::new(durable),
+            ..Embedded::in_memory()
         })
+    }
+
+    fn durable(&self) -> std::sync::MutexGuard<'_, Durable> {
+        self.durable.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies `line` in memory and appends it to the file (flushed before
+    /// this returns); rewrites the file once it is mostly history.
+    async fn persist(&self, line: Line) -> Result<(), StoreError> {
+        self.durable().apply(line.clone());
+        let Some(path) = self.file.clone() else {
+            return Ok(());
+        };
+        let _writing = self.writing.lock().await;
+        journal::append(path.to_path_buf(), vec![line]).await?;
+        let compacted = {
+            let mut durable = self.durable();
+            durable.appended += 1;
+            let live = durable.revoked.len() + durable.profiles.len() + durable.usage.len() + durable.audit.len();
+            if durable.appended > 1000 + 4 * live {
+                durable.appended = 0;
+                Some(durable.lines())
+            } else {
+                None
+            }
+        };
+        if let Some(lines) = compacted {
+            let rewrite = move || journal::rewrite(&path, &lines);
+            match tokio::task::spawn_blocking(rewrite).await {
+                Ok(result) => result?,
+                Err(e) => {
+                    return Err(StoreError::File {
+                        path: String::new(),
+                        source: std::io::Error::other(e),
+                    })
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -104,41 +177,14 @@ impl Store for Embedded {
     }
 
     fn revoke<'a>(&'a self, revocation: &'a Revocation) -> BoxFuture<'a, Result<(), StoreError>> {
-        async move {
-            self.revoked
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(revocation.clone());
-            let Some(path) = self.file.clone() else {
-                return Ok(());
-            };
-            let line = format!("{}\n", revocation.encode());
-            let append = move || -> std::io::Result<()> {
-                let mut f = std::fs::OpenOptions::new().append(true).create(true).open(&*path)?;
-                f.write_all(line.as_bytes())?;
-                f.sync_data()
-            };
-            let result = match tokio::task::spawn_blocking(append).await {
-                Ok(result) => result,
-                Err(e) => Err(std::io::Error::other(e)),
-            };
-            result.map_err(|source| StoreError::File {
-                path: self
-                    .file
-                    .as_deref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-                source,
-            })
-        }
-        .boxed()
+        self.persist(Line::Revoked(revocation.clone())).boxed()
     }
 
     fn revocations(&self) -> BoxFuture<'_, Result<Vec<Revocation>, StoreError>> {
         let now = now_secs();
-        let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
-        revoked.retain(|r| r.until() > now);
-        let all = revoked.clone();
+        let mut durable = self.durable();
+        durable.revoked.retain(|r| r.until() > now);
+        let all = durable.revoked.clone();
         async move { Ok(all) }.boxed()
     }
 
@@ -220,6 +266,60 @@ impl Store for Embedded {
             .map_or(0, |t| t.values().filter(|u| **u > now).count() as u32);
         async move { Ok(n) }.boxed()
     }
+
+    fn profile<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+        let chosen = self.durable().profiles.get(slug).cloned();
+        async move { Ok(chosen) }.boxed()
+    }
+
+    fn set_profile<'a>(&'a self, slug: &'a str, profile: Option<&'a str>) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.persist(Line::Profile {
+            slug: slug.to_string(),
+            profile: profile.map(str::to_string),
+        })
+        .boxed()
+    }
+
+    fn append_audit<'a>(&'a self, record: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        // One line each: JSON escapes newlines inside strings.
+        self.persist(Line::Audit(record.replace('\n', " "))).boxed()
+    }
+
+    fn recent_audit(&self, n: usize) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        let recent = self.durable().audit.iter().rev().take(n).cloned().collect();
+        async move { Ok(recent) }.boxed()
+    }
+
+    fn add_usage<'a>(&'a self, slug: &'a str, window: u64, used: Usage) -> BoxFuture<'a, Result<Usage, StoreError>> {
+        async move {
+            let total = {
+                let durable = self.durable();
+                durable
+                    .usage
+                    .get(&(window, slug.to_string()))
+                    .copied()
+                    .unwrap_or_default()
+                    .add(used)
+            };
+            self.persist(Line::Usage {
+                window,
+                slug: slug.to_string(),
+                used: total,
+            })
+            .await?;
+            Ok(total)
+        }
+        .boxed()
+    }
+
+    fn usage<'a>(&'a self, slugs: &'a [Arc<str>], window: u64) -> BoxFuture<'a, Result<Vec<Usage>, StoreError>> {
+        let durable = self.durable();
+        let used = slugs
+            .iter()
+            .map(|s| durable.usage.get(&(window, s.to_string())).copied().unwrap_or_default())
+            .collect();
+        async move { Ok(used) }.boxed()
+    }
 }
 
 #[cfg(test)]
@@ -249,6 +349,26 @@ mod tests {
         let store = Embedded::open(&path).unwrap();
         assert_eq!(store.revocations().await.unwrap(), vec![kept.clone()]);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{}\n", kept.encode()));
+        // Profiles, use and the audit trail outlive a restart too.
+        store.set_profile("alice-1", Some("python")).await.unwrap();
+        store.set_profile("bob-2", Some("python")).await.unwrap();
+        store.set_profile("bob-2", None).await.unwrap();
+        let used = Usage {
+            run_secs: 30.0,
+            cpu_secs: 1.5,
+        };
+        store.add_usage("alice-1", 100, used).await.unwrap();
+        assert_eq!(store.add_usage("alice-1", 100, used).await.unwrap().run_secs, 60.0);
+        store.append_audit(r#"{"n":1}"#).await.unwrap();
+        store.append_audit(r#"{"n":2}"#).await.unwrap();
+        drop(store);
+        let store = Embedded::open(&path).unwrap();
+        assert_eq!(store.profile("alice-1").await.unwrap().as_deref(), Some("python"));
+        assert_eq!(store.profile("bob-2").await.unwrap(), None);
+        let slugs: Vec<Arc<str>> = vec!["alice-1".into(), "bob-2".into()];
+        let totals = store.usage(&slugs, 100).await.unwrap();
+        assert_eq!(totals, vec![used.add(used), Usage::default()]);
+        assert_eq!(store.recent_audit(5).await.unwrap(), vec![r#"{"n":2}"#, r#"{"n":1}"#]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -10,6 +10,9 @@
 //! | activity | `activity` (sorted set, score: ms) | `ZADD GT`, read with `ZMSCORE` |
 //! | leases | `lease:<name>` | `SET NX PX`, renewed by its holder (script) |
 //! | slots | `slots:<name>` (sorted set, score: until, ms) | script: drop expired, count, add |
+//! | profile choices | `profiles` (hash: slug → profile) | `HSET` / `HDEL` |
+//! | audit trail | `audit` (stream) | `XADD MAXLEN ~`, read with `XREVRANGE` |
+//! | quota use | `usage:<period start>` (hash: `<slug>:run`, `<slug>:cpu`) | `HINCRBYFLOAT`, expires after two periods |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +22,7 @@ use futures_util::stream::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
-use super::{Revocation, RevocationStream, Store, StoreError, StoreHealth};
+use super::{Revocation, RevocationStream, Store, StoreError, StoreHealth, Usage, AUDIT_KEEP};
 use crate::clock::now_secs;
 
 /// How long a command may take before the store counts as down.
@@ -287,6 +290,121 @@ impl Store for Shared {
                 .invoke_async(&mut conn)
                 .await;
             self.seen(result)
+        }
+        .boxed()
+    }
+
+    fn profile<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+        async move {
+            let mut conn = self.conn.clone();
+            let result = conn.hget(self.key("profiles"), slug).await;
+            self.seen(result)
+        }
+        .boxed()
+    }
+
+    fn set_profile<'a>(&'a self, slug: &'a str, profile: Option<&'a str>) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            let mut conn = self.conn.clone();
+            let result = match profile {
+                Some(p) => conn.hset(self.key("profiles"), slug, p).await,
+                None => conn.hdel(self.key("profiles"), slug).await,
+            };
+            self.seen(result)
+        }
+        .boxed()
+    }
+
+    fn append_audit<'a>(&'a self, record: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            let mut conn = self.conn.clone();
+            let result: redis::RedisResult<()> = redis::cmd("XADD")
+                .arg(self.key("audit"))
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(AUDIT_KEEP)
+                .arg("*")
+                .arg("r")
+                .arg(record)
+                .query_async(&mut conn)
+                .await;
+            self.seen(result)
+        }
+        .boxed()
+    }
+
+    fn recent_audit(&self, n: usize) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        async move {
+            let mut conn = self.conn.clone();
+            // Each entry: its id, then its fields and values in one list.
+            let result: redis::RedisResult<Vec<(String, Vec<String>)>> = redis::cmd("XREVRANGE")
+                .arg(self.key("audit"))
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(n)
+                .query_async(&mut conn)
+                .await;
+            Ok(self
+                .seen(result)?
+                .into_iter()
+                .filter_map(|(_, fields)| match fields.as_slice() {
+                    [name, record] if name == "r" => Some(record.clone()),
+                    _ => None,
+                })
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn add_usage<'a>(&'a self, slug: &'a str, window: u64, used: Usage) -> BoxFuture<'a, Result<Usage, StoreError>> {
+        async move {
+            let key = self.key(&format!("usage:{window}"));
+            let mut conn = self.conn.clone();
+            let result: redis::RedisResult<(f64, f64)> = redis::pipe()
+                .atomic()
+                .cmd("HINCRBYFLOAT")
+                .arg(&key)
+                .arg(format!("{slug}:run"))
+                .arg(used.run_secs)
+                .cmd("HINCRBYFLOAT")
+                .arg(&key)
+                .arg(format!("{slug}:cpu"))
+                .arg(used.cpu_secs)
+                .cmd("EXPIREAT")
+                .arg(&key)
+                // Kept two periods past its start, and two days more (the
+                // period is at least `now - window` long).
+                .arg(now_secs() + 2 * now_secs().saturating_sub(window) + 2 * 86_400)
+                .ignore()
+                .query_async(&mut conn)
+                .await;
+            let (run_secs, cpu_secs) = self.seen(result)?;
+            Ok(Usage { run_secs, cpu_secs })
+        }
+        .boxed()
+    }
+
+    fn usage<'a>(&'a self, slugs: &'a [Arc<str>], window: u64) -> BoxFuture<'a, Result<Vec<Usage>, StoreError>> {
+        async move {
+            if slugs.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut cmd = redis::cmd("HMGET");
+            cmd.arg(self.key(&format!("usage:{window}")));
+            for slug in slugs {
+                cmd.arg(format!("{slug}:run")).arg(format!("{slug}:cpu"));
+            }
+            let mut conn = self.conn.clone();
+            let result: redis::RedisResult<Vec<Option<f64>>> = cmd.query_async(&mut conn).await;
+            let values = self.seen(result)?;
+            Ok(values
+                .chunks(2)
+                .map(|pair| Usage {
+                    run_secs: pair.first().copied().flatten().unwrap_or(0.0),
+                    cpu_secs: pair.get(1).copied().flatten().unwrap_or(0.0),
+                })
+                .collect())
         }
         .boxed()
     }
