@@ -61,7 +61,7 @@ impl App {
         let scope = (config.deployment.id.as_str(), config.oidc.issuer.as_str());
         let workspaces = Registry::new(
             runtime,
-            config.workspace.clone(),
+            crate::workspace::profiles::Profiles::new(config.workspace.clone(), &config.profiles),
             scope,
             metrics.clone(),
             Arc::new(SystemClock),

@@ -5,6 +5,7 @@
 //! - [`runtime`]: the [`runtime::Runtime`] trait the engine sits behind.
 //! - [`docker`]: the Docker Engine implementation (bollard).
 //! - [`memory`]: an in-memory implementation for tests and benchmarks.
+//! - [`profiles`]: the environments a workspace can run (`[workspace]` and `[[profiles]]`).
 //! - [`registry`]: soft state, single-flight ensure, admission, retirement.
 //! - [`events`]: following the engine's event stream, with reconciliation.
 //! - [`reaper`]: idle culling and maximum lifetime.
@@ -15,6 +16,7 @@
 pub mod docker;
 pub mod events;
 pub mod memory;
+pub mod profiles;
 pub mod reaper;
 pub mod registry;
 pub mod runtime;

@@ -29,7 +29,7 @@ use super::runtime::{
 };
 use super::spec::{
     container_name, ownership, Ownership, WorkspaceSpec, DEFAULT_DEPLOYMENT, LABEL_CONFIG_HASH, LABEL_DEPLOYMENT,
-    LABEL_ISSUER, LABEL_MANAGED, LABEL_OWNER, LABEL_WORKSPACE,
+    LABEL_ISSUER, LABEL_MANAGED, LABEL_OWNER, LABEL_PROFILE, LABEL_WORKSPACE,
 };
 use crate::config::WorkspaceConfig;
 use container::{address, only_on};
@@ -304,6 +304,7 @@ fn info_of(c: &ContainerInspectResponse) -> Option<ContainerInfo> {
         slug: label(c, LABEL_WORKSPACE)?.into(),
         owner: label(c, LABEL_OWNER)?.into(),
         state,
+        profile: label(c, LABEL_PROFILE).map(std::sync::Arc::from),
     })
 }
 

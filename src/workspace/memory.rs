@@ -37,6 +37,7 @@ struct Container {
     running: bool,
     created: u64,
     config_hash: String,
+    profile: Arc<str>,
     tx_bytes: u64,
     tx_packets: u64,
 }
@@ -129,6 +130,7 @@ impl MemoryRuntime {
                 running: false,
                 created,
                 config_hash: String::new(),
+                profile: crate::config::DEFAULT_PROFILE.into(),
                 tx_bytes: 0,
                 tx_packets: 0,
             });
@@ -170,6 +172,7 @@ impl MemoryRuntime {
             } else {
                 ContainerState::Stopped
             },
+            profile: Some(c.profile.clone()),
         }
     }
 
@@ -192,6 +195,7 @@ impl MemoryRuntime {
                 running: false,
                 created,
                 config_hash: spec.config_hash.to_string(),
+                profile: spec.profile.clone(),
                 tx_bytes: 0,
                 tx_packets: 0,
             };

@@ -78,7 +78,7 @@ pub fn sent_between(before: u64, now: u64) -> bool {
 }
 
 pub async fn run(registry: Arc<Registry>, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(tick_for(registry.config().idle_timeout));
+    let mut tick = tokio::time::interval(tick_for(registry.shortest_idle_timeout()));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -89,13 +89,23 @@ pub async fn run(registry: Arc<Registry>, cancel: CancellationToken) {
 }
 
 impl Registry {
+    /// The shortest `idle_timeout` of any profile: the reaper's pace.
+    pub fn shortest_idle_timeout(&self) -> Duration {
+        self.profiles()
+            .all()
+            .iter()
+            .map(|c| c.config.idle_timeout)
+            .min()
+            .unwrap_or(self.config().idle_timeout)
+    }
+
     /// One pass of the reaper: lifetime first, then idleness (no HTTP
     /// activity, and no traffic the container sent since the last pass).
     /// Every ready workspace is sampled on every pass, so the last sample
     /// is at most one interval old whatever happened before. Retirements run
     /// as tasks of their own: a pass never waits for a drain.
     pub async fn reap(self: &Arc<Self>) {
-        let idle_timeout = self.config().idle_timeout;
+        let idle_timeout = self.shortest_idle_timeout();
         // One reaper in the fleet. The lease outlives a few slow passes (a
         // pass waits for the engine's stats): if its holder dies, another
         // replica reaps after at most this long.
@@ -103,7 +113,6 @@ impl Registry {
         if !self.holds_reaper_lease(lease).await {
             return;
         }
-        let max_lifetime = self.config().max_lifetime.as_secs();
         let mut ready = Vec::new();
         for entry in self.all() {
             if !matches!(entry.phase(), Phase::Ready(_)) || entry.is_busy() {
@@ -112,6 +121,7 @@ impl Registry {
             let (Some(id), Some(created)) = (entry.container_id(), entry.created()) else {
                 continue;
             };
+            let max_lifetime = self.profile_of(&entry).config.max_lifetime.as_secs();
             if created > 0 && self.now_secs().saturating_sub(created) >= max_lifetime {
                 self.retire_in_background(entry, Retire::Lifetime);
                 continue;
@@ -134,14 +144,14 @@ impl Registry {
             };
             if sent_between(before, now) {
                 self.touch(&entry);
-            } else if self.idle_for(&entry) >= idle_timeout {
+            } else if self.idle_for(&entry) >= self.profile_of(&entry).config.idle_timeout {
                 idle.push(entry);
             }
         }
         // Idle here may be in use through another replica.
         self.learn_activity(&idle).await;
         for entry in idle {
-            if self.idle_for(&entry) >= idle_timeout {
+            if self.idle_for(&entry) >= self.profile_of(&entry).config.idle_timeout {
                 self.retire_in_background(entry, Retire::Idle);
             }
         }

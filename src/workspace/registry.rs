@@ -39,7 +39,7 @@ pub use retire::Retire;
 pub use shared::run_sharing;
 
 use super::runtime::{FailReason, Runtime, Step};
-use super::spec::config_hash;
+use super::profiles::{Choice, Profiles};
 use super::Gate;
 use crate::auth::Identity;
 use crate::clock::Clock;
@@ -99,6 +99,8 @@ pub struct Entry {
     /// The owner's volume from before slugs carried 64-bit hashes, as the
     /// owner's identity names it (mounted when the new one does not exist).
     legacy_volume: ArcSwapOption<String>,
+    /// The profile its container runs (`None`: the default, or not known yet).
+    profile: ArcSwapOption<Choice>,
 }
 
 impl Entry {
@@ -115,6 +117,7 @@ impl Entry {
             failed_at: AtomicU64::new(0),
             container: Mutex::new(None),
             legacy_volume: ArcSwapOption::empty(),
+            profile: ArcSwapOption::empty(),
         }
     }
 
@@ -192,8 +195,9 @@ impl Drop for Busy {
 
 pub struct Registry {
     runtime: Arc<dyn Runtime>,
+    /// `[workspace]`: the default profile, and the settings every profile shares.
     config: Arc<WorkspaceConfig>,
-    config_hash: Arc<str>,
+    profiles: Arc<Profiles>,
     /// `deployment.id` and `oidc.issuer`, for names and ownership labels.
     deployment: Arc<str>,
     issuer: Arc<str>,
@@ -220,19 +224,20 @@ pub struct Registry {
 impl Registry {
     pub fn new(
         runtime: Arc<dyn Runtime>,
-        config: WorkspaceConfig,
+        profiles: Profiles,
         (deployment, issuer): (&str, &str),
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
         store: Arc<dyn Store>,
     ) -> Arc<Self> {
+        let config = profiles.default_choice().config.clone();
         let permits = config.max_concurrent_spawns as usize;
         Arc::new(Registry {
             runtime,
             deployment: deployment.into(),
             issuer: issuer.into(),
-            config_hash: config_hash(&config).into(),
-            config: Arc::new(config),
+            config,
+            profiles: Arc::new(profiles),
             entries: RwLock::new(HashMap::default()),
             spawn_permits: Arc::new(Semaphore::new(permits)),
             spawns_in_progress: AtomicUsize::new(0),
@@ -253,6 +258,18 @@ impl Registry {
 
     pub fn config(&self) -> &WorkspaceConfig {
         &self.config
+    }
+
+    pub fn profiles(&self) -> &Arc<Profiles> {
+        &self.profiles
+    }
+
+    /// The profile `entry`'s container runs (or last ran).
+    pub fn profile_of(&self, entry: &Entry) -> Arc<Choice> {
+        entry
+            .profile
+            .load_full()
+            .unwrap_or_else(|| self.profiles.default_choice().clone())
     }
 
     fn now_ms(&self) -> u64 {

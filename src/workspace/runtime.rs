@@ -237,6 +237,8 @@ pub struct ContainerInfo {
     pub slug: Arc<str>,
     pub owner: Arc<str>,
     pub state: ContainerState,
+    /// The profile it runs, by its label (`None`: the default).
+    pub profile: Option<Arc<str>>,
 }
 
 /// A running, ready workspace.

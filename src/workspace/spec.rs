@@ -19,6 +19,8 @@ pub const LABEL_CREATED: &str = "roost.created";
 pub const LABEL_DEPLOYMENT: &str = "roost.deployment";
 /// The issuer the owner's `sub` belongs to: a `sub` counts only with it.
 pub const LABEL_ISSUER: &str = "roost.issuer";
+/// The profile a container runs (absent: the default).
+pub const LABEL_PROFILE: &str = "roost.profile";
 /// The default `deployment.id`; containers and volumes made before
 /// deployments were labelled count as its own.
 pub const DEFAULT_DEPLOYMENT: &str = "roost";
@@ -82,6 +84,8 @@ pub struct WorkspaceSpec {
     pub volume: String,
     /// That older volume's name, when the user had one under another slug.
     pub legacy_volume: Option<String>,
+    /// The profile's name (`default` for `[workspace]`).
+    pub profile: Arc<str>,
 }
 
 impl WorkspaceSpec {
@@ -96,6 +100,7 @@ impl WorkspaceSpec {
         WorkspaceSpec {
             volume: volume_name(&deployment, &slug),
             legacy_volume: None,
+            profile: crate::config::DEFAULT_PROFILE.into(),
             slug,
             owner,
             config,
@@ -117,6 +122,7 @@ impl WorkspaceSpec {
     pub fn labels(&self) -> BTreeMap<String, String> {
         let mut labels = self.volume_labels();
         labels.insert(LABEL_CONFIG_HASH.into(), self.config_hash.to_string());
+        labels.insert(LABEL_PROFILE.into(), self.profile.to_string());
         labels.insert(LABEL_CREATED.into(), now_secs().to_string());
         labels
     }
@@ -138,6 +144,7 @@ impl WorkspaceSpec {
             format!("ROOST_USER={}", self.owner),
             format!("ROOST_WORKSPACE={}", self.slug),
             format!("ROOST_VOLUME={}", self.config.volume_path),
+            format!("ROOST_PROFILE={}", self.profile),
         ];
         env.extend(self.config.env.iter().map(|(k, v)| format!("{k}={v}")));
         env
@@ -145,9 +152,10 @@ impl WorkspaceSpec {
 }
 
 /// A short hash of everything in the workspace config that shapes a
-/// container; a container with another hash is recreated on its next wake.
-pub fn config_hash(config: &WorkspaceConfig) -> String {
-    let shape = serde_json::json!({
+/// container (and the profile's name, for a profile); a container with
+/// another hash is recreated on its next wake.
+pub fn config_hash(config: &WorkspaceConfig, profile: Option<&str>) -> String {
+    let mut shape = serde_json::json!({
         // How roost itself shapes containers (hardening, network): bumped
         // when that changes, so existing containers are recreated with it.
         "shape": 2,
@@ -166,6 +174,10 @@ pub fn config_hash(config: &WorkspaceConfig) -> String {
         "read_only": config.read_only,
         "labels": config.labels,
     });
+    // The default's hash is what it was before profiles existed.
+    if let Some(name) = profile {
+        shape["profile"] = serde_json::json!(name);
+    }
     let digest = Sha256::digest(shape.to_string().as_bytes());
     digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
@@ -192,7 +204,7 @@ mod tests {
     }
 
     fn spec(config: WorkspaceConfig) -> WorkspaceSpec {
-        let hash = config_hash(&config);
+        let hash = config_hash(&config, None);
         WorkspaceSpec::new(
             "prod".into(),
             ISSUER.into(),
@@ -301,9 +313,9 @@ mod tests {
     fn the_config_hash_is_stable_for_equal_configs() {
         let a = workspace_config("env = { A = \"1\", B = \"2\" }");
         let b = workspace_config("env = { B = \"2\", A = \"1\" }");
-        assert_eq!(config_hash(&a), config_hash(&b));
-        assert_eq!(config_hash(&a), config_hash(&a.clone()));
-        let hash = config_hash(&a);
+        assert_eq!(config_hash(&a, None), config_hash(&b, None));
+        assert_eq!(config_hash(&a, None), config_hash(&a.clone(), None));
+        let hash = config_hash(&a, None);
         assert_eq!(hash.len(), 12);
         assert!(
             hash.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
@@ -314,7 +326,7 @@ mod tests {
     #[test]
     fn every_shaping_key_changes_the_config_hash() {
         let base = workspace_config("");
-        let base_hash = config_hash(&base);
+        let base_hash = config_hash(&base, None);
         type Change = fn(&mut WorkspaceConfig);
         let changes: [(&str, Change); 14] = [
             ("image", |c| c.image = "roost-echo:other".into()),
@@ -345,7 +357,7 @@ mod tests {
         for (key, change) in changes {
             let mut changed = base.clone();
             change(&mut changed);
-            let hash = config_hash(&changed);
+            let hash = config_hash(&changed, None);
             assert_ne!(hash, base_hash, "changing {key} kept the hash");
             assert!(!seen.contains(&hash), "changing {key} gave a hash already seen");
             seen.push(hash);
@@ -364,7 +376,7 @@ mod tests {
         changed.auth_wait += Duration::from_secs(1);
         changed.stop_timeout += Duration::from_secs(1);
         changed.drain_grace += Duration::from_secs(1);
-        assert_eq!(config_hash(&changed), config_hash(&base));
+        assert_eq!(config_hash(&changed, None), config_hash(&base, None));
     }
 
     #[test]

@@ -118,7 +118,7 @@ mod tests {
             "alice".into(),
             "auth0|alice".into(),
             Arc::new(config.clone()),
-            super::super::super::spec::config_hash(&config).into(),
+            super::super::super::spec::config_hash(&config, None).into(),
         )
     }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use super::{Busy, Entry, Phase, Registry};
+use super::{Busy, Choice, Entry, Phase, Registry};
 use crate::auth::Identity;
 use crate::workspace::runtime::{ContainerState, FailReason, RuntimeError, Step};
 use crate::workspace::spec::{volume_name, WorkspaceSpec};
@@ -144,16 +144,20 @@ impl Registry {
     /// One spawn: admission, then the runtime's ensure, then the phase.
     async fn spawn(&self, entry: &Arc<Entry>, owner: Arc<String>, mode: Mode) {
         let started = Instant::now();
-        if mode == Mode::Adopt {
-            let running = matches!(
-                self.runtime.inspect(&entry.slug).await,
-                Ok(Some(ref info)) if info.state == ContainerState::Running
-            );
-            if !running {
-                self.set_phase(entry, Phase::Stopped);
-                return;
+        let choice = if mode == Mode::Adopt {
+            match self.runtime.inspect(&entry.slug).await {
+                Ok(Some(info)) if info.state == ContainerState::Running => {
+                    self.profiles.resolve(info.profile.as_deref()).clone()
+                }
+                _ => {
+                    self.set_phase(entry, Phase::Stopped);
+                    return;
+                }
             }
-        }
+        } else {
+            self.chosen_profile(entry).await
+        };
+        entry.profile.store(Some(choice.clone()));
         // Adopting creates nothing: only a start counts toward the limits.
         let admitted = match mode {
             Mode::Wake => match self.admit(entry, &owner, started).await {
@@ -168,9 +172,10 @@ impl Registry {
             self.issuer.clone(),
             entry.slug.clone(),
             owner.as_str().into(),
-            self.config.clone(),
-            self.config_hash.clone(),
+            choice.config.clone(),
+            choice.hash.clone(),
         );
+        spec.profile = choice.name.clone();
         spec.legacy_volume = entry.legacy_volume.load_full().map(|v| v.to_string());
         let progress = |step: Step| self.set_phase(entry, Phase::Starting(step));
         let result = self.runtime.ensure(&spec, &progress).await;
@@ -231,6 +236,18 @@ impl Registry {
             return None;
         }
         Some(permit)
+    }
+
+    /// The profile chosen for `entry` (the store's word; when it does not
+    /// answer, the one its container ran last).
+    pub(super) async fn chosen_profile(&self, entry: &Entry) -> Arc<Choice> {
+        match self.store.profile(&entry.slug).await {
+            Ok(name) => self.profiles.resolve(name.as_deref()).clone(),
+            Err(e) => {
+                tracing::warn!(workspace = %entry.slug, error = %e, "profile choice unknown (the store does not answer): keeping the last one");
+                self.profile_of(entry)
+            }
+        }
     }
 
     fn fail(&self, entry: &Entry, owner: &str, started: Instant, e: RuntimeError) {

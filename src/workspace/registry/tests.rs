@@ -9,7 +9,8 @@ use std::time::Duration;
 use super::{Phase, Registry, Retire};
 use crate::auth::Identity;
 use crate::clock::TokioClock;
-use crate::config::{Config, Secrets, WorkspaceConfig};
+use crate::config::{Config, Secrets};
+use crate::workspace::profiles::Profiles;
 use crate::metrics::Metrics;
 use crate::workspace::memory::MemoryRuntime;
 use crate::workspace::runtime::{FailReason, RuntimeError};
@@ -19,13 +20,15 @@ mod fleet;
 
 const ADDR: &str = "127.0.0.1:9";
 
-fn workspace_config(extra: &str) -> WorkspaceConfig {
+/// The profiles of a config with these `[workspace]` lines (and maybe
+/// `[[profiles]]` after them).
+fn workspace_config(extra: &str) -> Profiles {
     let text = format!(
         "[oidc]\nissuer = \"https://id.example.com/\"\naudience = \"roost\"\n\
          [routing]\ndomain = \"ws.example.com\"\nroost_url = \"http://127.0.0.1:8080\"\n[workspace]\nimage = \"roost-echo:test\"\n{extra}\n"
     );
     match Config::from_toml(&text, Secrets::default()) {
-        Ok(config) => config.workspace,
+        Ok(config) => Profiles::new(config.workspace, &config.profiles),
         Err(e) => panic!("test config: {e}"),
     }
 }
