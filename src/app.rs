@@ -62,6 +62,7 @@ impl App {
         let workspaces = Registry::new(
             runtime,
             crate::workspace::profiles::Profiles::new(config.workspace.clone(), &config.profiles),
+            config.quota.clone(),
             scope,
             metrics.clone(),
             Arc::new(SystemClock),

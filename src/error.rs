@@ -10,6 +10,7 @@ use http::{Response, StatusCode};
 
 use crate::auth::{AuthError, LoginError};
 use crate::limits::RetryAfter;
+use crate::store::StoreError;
 /// The body of roost's responses (the name the fuzz harness uses).
 pub use crate::response::Body;
 use crate::workspace::RuntimeError;
@@ -36,6 +37,12 @@ pub enum HttpError {
     /// With the methods that are (the `Allow` header).
     #[error("method not allowed")]
     MethodNotAllowed(&'static str),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The request contradicts the state (confirmation missing, a
+    /// profile switch on a workspace that is starting).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
 }
 
 /// Where a refusal page points a person: their own workspace (roost's
@@ -58,6 +65,7 @@ impl HttpError {
             HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
             HttpError::RateLimited(..) => StatusCode::TOO_MANY_REQUESTS,
             HttpError::Runtime(e) if e.is_not_owner() => StatusCode::FORBIDDEN,
+            HttpError::Runtime(RuntimeError::QuotaUsed { .. }) => StatusCode::TOO_MANY_REQUESTS,
             HttpError::Runtime(RuntimeError::NoSuchWorkspace) => StatusCode::NOT_FOUND,
             HttpError::Runtime(_) | HttpError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::NotFound => StatusCode::NOT_FOUND,
@@ -75,11 +83,17 @@ impl HttpError {
             },
             HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
             HttpError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            HttpError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::Conflict(_) => StatusCode::CONFLICT,
         }
     }
 
-    fn public_message(&self) -> &'static str {
-        match self {
+    fn public_message(&self) -> std::borrow::Cow<'static, str> {
+        if let HttpError::Runtime(RuntimeError::QuotaUsed { resets_at, .. }) = self {
+            let at = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(*resets_at));
+            return format!("your quota for this period is used up; it resets at {at}").into();
+        }
+        let message: &'static str = match self {
             HttpError::Unauthenticated(e) => e.public_reason(),
             HttpError::Forbidden(reason) => reason,
             HttpError::RateLimited(..) => "too many requests",
@@ -101,7 +115,10 @@ impl HttpError {
             },
             HttpError::BadRequest(reason) => reason,
             HttpError::MethodNotAllowed(_) => "method not allowed",
-        }
+            HttpError::Store(_) => "temporarily unavailable; try again shortly",
+            HttpError::Conflict(reason) => reason,
+        };
+        message.into()
     }
 
     fn retry_after(&self) -> Option<Duration> {
@@ -111,12 +128,14 @@ impl HttpError {
             HttpError::Runtime(RuntimeError::AtCapacity(_, retry_after) | RuntimeError::NotReady { retry_after }) => {
                 Some(*retry_after)
             }
+            HttpError::Runtime(RuntimeError::QuotaUsed { retry_after, .. }) => Some(*retry_after),
             HttpError::Runtime(RuntimeError::NoSuchWorkspace) => None,
             HttpError::Runtime(e) if e.is_not_owner() => None,
             // A configuration problem: retrying soon cannot help.
             HttpError::Runtime(e) if e.is_permanent() => Some(Duration::from_secs(300)),
             HttpError::Runtime(_) => Some(Duration::from_secs(5)),
             HttpError::NotReady(_) => Some(Duration::from_secs(1)),
+            HttpError::Store(_) => Some(Duration::from_secs(5)),
             HttpError::Login(
                 LoginError::NotDiscovered
                 | LoginError::Exchange(_)
@@ -154,6 +173,10 @@ impl HttpError {
             StatusCode::UNAUTHORIZED => "Please sign in",
             StatusCode::BAD_REQUEST => "That did not work",
             StatusCode::METHOD_NOT_ALLOWED => "Not here",
+            StatusCode::TOO_MANY_REQUESTS if matches!(self, HttpError::Runtime(RuntimeError::QuotaUsed { .. })) => {
+                "Your quota is used up"
+            }
+            StatusCode::CONFLICT => "That did not work",
             _ => "Not available right now",
         }
     }
@@ -169,13 +192,14 @@ impl HttpError {
                     ("Sign out or switch user", w.sign_out.as_str()),
                 ];
                 let message = if e.is_not_yours() {
-                    "this workspace belongs to another account: open your own, or sign out to switch user"
+                    "this workspace belongs to another account: open your own, or sign out to switch user".into()
                 } else {
                     e.public_message()
                 };
+                let message: &str = &message;
                 crate::response::refusal_page(e.status(), e.title(), message, &links, w.https)
             }
-            None => crate::response::text(e.status(), e.public_message()),
+            None => crate::response::text(e.status(), e.public_message().into_owned()),
         });
         if ways.is_some() {
             resp.headers_mut().remove(WWW_AUTHENTICATE);

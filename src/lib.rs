@@ -35,6 +35,8 @@
 //! - [`store`]: shared state behind one trait: embedded (one replica,
 //!   revocations in a file) or Redis (many replicas): revocations, sign-in
 //!   states used once, activity, the reaper's lease, fleet-wide slots.
+//! - [`audit`]: the audit trail: who did what to which workspace, why,
+//!   and how it ended; logged and kept in the store.
 //! - [`clock`]: wall-clock seconds for expiry and labels, and the [`clock::Clock`]
 //!   trait the registry reads them through (tests pause it).
 //! - [`limits`]: governor rate limits per address and per user.
@@ -50,6 +52,7 @@
 //! - [`metrics`]: Prometheus metrics served at `/metrics`.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;

@@ -143,6 +143,9 @@ pub struct Metrics {
     admission_refusals: Family<ReasonLabels, Counter>,
     proxied: Family<KindLabels, Counter>,
     tunnels_refused: Counter,
+    /// Quota use, summed over every workspace (no per-user labels).
+    quota_run_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    quota_cpu_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
 }
 
 fn spawn_histogram() -> Histogram {
@@ -230,6 +233,18 @@ impl Metrics {
             "Starts refused for capacity, by limit",
             admission_refusals.clone(),
         );
+        let quota_run_seconds = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "quota_workspace_seconds",
+            "Run time counted against quotas, all workspaces together (roost_workspace_culls{reason=\"quota\"} counts the stops)",
+            quota_run_seconds.clone(),
+        );
+        let quota_cpu_seconds = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "quota_cpu_seconds",
+            "CPU time counted against quotas, all workspaces together",
+            quota_cpu_seconds.clone(),
+        );
         let token_cache_hit = token_cache
             .get_or_create(&CacheLabels {
                 result: CacheResult::Hit,
@@ -265,6 +280,8 @@ impl Metrics {
             admission_refusals,
             proxied,
             tunnels_refused,
+            quota_run_seconds,
+            quota_cpu_seconds,
         }
     }
 
@@ -302,6 +319,11 @@ impl Metrics {
 
     pub fn set_running(&self, n: usize) {
         self.running.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn quota_used(&self, run_secs: f64, cpu_secs: f64) {
+        self.quota_run_seconds.inc_by(run_secs);
+        self.quota_cpu_seconds.inc_by(cpu_secs);
     }
 
     pub fn workspace_culled(&self, reason: &'static str) {

@@ -21,8 +21,8 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 }
 
 /// A short `text/plain` answer that no cache keeps.
-pub fn text(status: StatusCode, message: &'static str) -> Response<Body> {
-    let mut resp = Response::new(full(Bytes::from_static(message.as_bytes())));
+pub fn text(status: StatusCode, message: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(full(message.into()));
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
     headers.insert(

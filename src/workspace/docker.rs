@@ -332,6 +332,10 @@ impl Runtime for DockerRuntime {
         })
     }
 
+    fn remove_volume<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, Result<bool, RuntimeError>> {
+        Box::pin(self.remove_volume_of(slug))
+    }
+
     fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async move {
             let docker = self.client().await?;

@@ -48,6 +48,8 @@ struct State {
     next_id: u64,
     /// What the next ensure fails with, when set.
     fail: Option<FailReason>,
+    /// Workspaces whose volume exists (made by their first ensure).
+    volumes: std::collections::HashSet<Arc<str>>,
 }
 
 pub struct MemoryRuntime {
@@ -199,6 +201,7 @@ impl MemoryRuntime {
                 tx_bytes: 0,
                 tx_packets: 0,
             };
+            state.volumes.insert(spec.slug.clone());
             match state.containers.get_mut(&spec.slug) {
                 Some(c) if *c.owner != *spec.owner => return Err(RuntimeError::NotOwner),
                 Some(c) if c.running => (Action::Ready, c.id.clone()),
@@ -284,6 +287,12 @@ impl Runtime for MemoryRuntime {
             let _ = self.events.send(RuntimeEvent::Destroyed { slug: slug.to_string() });
             Ok(())
         })
+    }
+
+    fn remove_volume<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, Result<bool, RuntimeError>> {
+        // No volumes here: a workspace's "volume" lasts while its name was used.
+        let existed = self.state().volumes.remove(slug);
+        Box::pin(async move { Ok(existed) })
     }
 
     fn inspect<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, Result<Option<ContainerInfo>, RuntimeError>> {

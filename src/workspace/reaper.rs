@@ -133,11 +133,13 @@ impl Registry {
             .buffer_unordered(STATS_IN_FLIGHT)
             .collect()
             .await;
+        let samples: Vec<_> = samples
+            .into_iter()
+            .filter_map(|(stats, entry)| Some((entry, stats.ok()?)))
+            .collect();
+        self.account(&samples).await;
         let mut idle = Vec::new();
-        for (stats, entry) in samples {
-            let Ok(stats) = stats else {
-                continue;
-            };
+        for (entry, stats) in samples {
             let now = own_traffic(&stats);
             let Some(before) = entry.swap_traffic_sample(now) else {
                 continue; // the first sample since it became ready

@@ -18,6 +18,9 @@
 //! A [`Busy`] guard marks the one spawn or retirement under way on an
 //! entry and clears the mark however that ends.
 
+mod manage;
+pub use manage::{state_of, Overview, Removed};
+pub mod quota;
 mod retire;
 mod shared;
 mod spawn;
@@ -25,7 +28,7 @@ mod spawn;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -40,10 +43,11 @@ pub use shared::run_sharing;
 
 use super::runtime::{FailReason, Runtime, Step};
 use super::profiles::{Choice, Profiles};
+use crate::audit::{Audit, Event};
 use super::Gate;
 use crate::auth::Identity;
 use crate::clock::Clock;
-use crate::config::WorkspaceConfig;
+use crate::config::{QuotaConfig, WorkspaceConfig};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -101,6 +105,13 @@ pub struct Entry {
     legacy_volume: ArcSwapOption<String>,
     /// The profile its container runs (`None`: the default, or not known yet).
     profile: ArcSwapOption<Choice>,
+    /// Whether its owner is exempt from the quota, as their last request
+    /// showed ([`quota::UNKNOWN`], [`quota::LIMITED`], [`quota::EXEMPT`]).
+    quota_class: AtomicU8,
+    /// The quota's accounting: when it last counted this workspace's run
+    /// time (milliseconds since the registry's epoch) and the CPU time its
+    /// container had then (nanoseconds); `None`: not yet.
+    accounted: Mutex<Option<(u64, u64)>>,
 }
 
 impl Entry {
@@ -118,6 +129,8 @@ impl Entry {
             container: Mutex::new(None),
             legacy_volume: ArcSwapOption::empty(),
             profile: ArcSwapOption::empty(),
+            quota_class: AtomicU8::new(quota::UNKNOWN),
+            accounted: Mutex::new(None),
         }
     }
 
@@ -198,6 +211,8 @@ pub struct Registry {
     /// `[workspace]`: the default profile, and the settings every profile shares.
     config: Arc<WorkspaceConfig>,
     profiles: Arc<Profiles>,
+    /// `[quota]`: what one user may consume per period.
+    quota: QuotaConfig,
     /// `deployment.id` and `oidc.issuer`, for names and ownership labels.
     deployment: Arc<str>,
     issuer: Arc<str>,
@@ -219,12 +234,15 @@ pub struct Registry {
     store: Arc<dyn Store>,
     /// This replica, as it holds leases and slots.
     replica: Arc<str>,
+    /// Where lifecycle events are recorded.
+    audit: Audit,
 }
 
 impl Registry {
     pub fn new(
         runtime: Arc<dyn Runtime>,
         profiles: Profiles,
+        quota: QuotaConfig,
         (deployment, issuer): (&str, &str),
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
@@ -238,6 +256,7 @@ impl Registry {
             issuer: issuer.into(),
             config,
             profiles: Arc::new(profiles),
+            quota,
             entries: RwLock::new(HashMap::default()),
             spawn_permits: Arc::new(Semaphore::new(permits)),
             spawns_in_progress: AtomicUsize::new(0),
@@ -247,6 +266,7 @@ impl Registry {
             clock,
             tasks: TaskTracker::new(),
             stop: CancellationToken::new(),
+            audit: Audit::new(store.clone()),
             store,
             replica: crate::auth::session::random_token(12).into(),
         })
@@ -258,6 +278,10 @@ impl Registry {
 
     pub fn config(&self) -> &WorkspaceConfig {
         &self.config
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     pub fn profiles(&self) -> &Arc<Profiles> {
@@ -350,6 +374,9 @@ impl Registry {
         match entry.owner.load().as_deref() {
             Some(owner) if caller.may_use(owner) => {
                 self.touch(&entry);
+                if *caller.sub == **owner {
+                    self.learn_quota_class(&entry, caller);
+                }
                 Gate::Ready(addr)
             }
             Some(_) => Gate::Forbidden,
@@ -377,6 +404,16 @@ impl Registry {
         if !entry.is_busy() {
             entry.set_container(None);
         }
+    }
+
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    /// Records `event` in a task of the registry's (from code that cannot wait).
+    fn record_later(&self, event: Event) {
+        let audit = self.audit.clone();
+        self.tasks.spawn(async move { audit.record(event).await });
     }
 
     /// Runs `work` as one of the registry's tasks (stopped and waited for

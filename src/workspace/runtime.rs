@@ -42,6 +42,13 @@ pub enum RuntimeError {
     /// could not be made); permanent until the operator fixes it.
     #[error("{0}")]
     UnsafeNetwork(String),
+    /// The owner's quota for this period is used up.
+    #[error("quota used up until {resets_at}")]
+    QuotaUsed {
+        /// Seconds since the epoch.
+        resets_at: u64,
+        retry_after: Duration,
+    },
 }
 
 impl RuntimeError {
@@ -58,6 +65,7 @@ impl RuntimeError {
             RuntimeError::NameTaken(_) => FailReason::NameTaken,
             RuntimeError::NotOwner => FailReason::NotOwner,
             RuntimeError::StartFailed(reason) => *reason,
+            RuntimeError::QuotaUsed { .. } => FailReason::Quota,
             RuntimeError::ShuttingDown => FailReason::ShuttingDown,
             RuntimeError::UnsafeNetwork(_) => FailReason::UnsafeNetwork,
         }
@@ -94,6 +102,7 @@ pub enum FailReason {
     NotOwner,
     ShuttingDown,
     UnsafeNetwork,
+    Quota,
 }
 
 impl FailReason {
@@ -111,6 +120,7 @@ impl FailReason {
             FailReason::NotOwner => "not_owner",
             FailReason::ShuttingDown => "shutting_down",
             FailReason::UnsafeNetwork => "unsafe_network",
+            FailReason::Quota => "quota",
         }
     }
 
@@ -130,6 +140,7 @@ impl FailReason {
             }
             FailReason::NotOwner => "this workspace belongs to another account",
             FailReason::ShuttingDown => "roost is restarting",
+            FailReason::Quota => "your quota for this period is used up",
         }
     }
 
@@ -294,6 +305,10 @@ pub trait Runtime: Send + Sync + 'static {
     fn stop<'a>(&'a self, id: &'a str, grace: Duration) -> BoxFuture<'a, Result<(), RuntimeError>>;
     /// Removes a container (volume kept).
     fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>>;
+    /// Removes workspace `slug`'s volume (its container must be gone):
+    /// only a volume labelled as this deployment's and this workspace's;
+    /// `false` when there is none.
+    fn remove_volume<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, Result<bool, RuntimeError>>;
     /// One workspace's container, if it exists.
     fn inspect<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, Result<Option<ContainerInfo>, RuntimeError>>;
     /// Every container roost manages.
@@ -312,7 +327,7 @@ pub trait Runtime: Send + Sync + 'static {
 mod tests {
     use super::*;
 
-    const ALL_REASONS: [FailReason; 11] = [
+    const ALL_REASONS: [FailReason; 12] = [
         FailReason::Engine,
         FailReason::ImageMissing,
         FailReason::Exited,
@@ -324,6 +339,7 @@ mod tests {
         FailReason::NotOwner,
         FailReason::ShuttingDown,
         FailReason::UnsafeNetwork,
+        FailReason::Quota,
     ];
 
     /// One error of every variant, with the reason and label it must give.
@@ -380,6 +396,14 @@ mod tests {
                 RuntimeError::UnsafeNetwork("inter-container traffic on".into()),
                 FailReason::UnsafeNetwork,
                 "unsafe_network",
+            ),
+            (
+                RuntimeError::QuotaUsed {
+                    resets_at: 1,
+                    retry_after: Duration::from_secs(60),
+                },
+                FailReason::Quota,
+                "quota",
             ),
         ]
     }

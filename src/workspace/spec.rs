@@ -245,6 +245,7 @@ mod tests {
             (LABEL_ISSUER, ISSUER),
             (LABEL_CONFIG_HASH, &*s.config_hash),
             (LABEL_CREATED, &created.to_string()),
+            (LABEL_PROFILE, "default"),
             ("team", "data"),
         ]
         .into_iter()
@@ -294,6 +295,7 @@ mod tests {
                 "ROOST_USER=auth0|alice",
                 "ROOST_WORKSPACE=alice-0123",
                 "ROOST_VOLUME=/home/user",
+                "ROOST_PROFILE=default",
                 "ALPHA=a=b",
                 "ZED=last",
             ]
@@ -304,7 +306,8 @@ mod tests {
             [
                 "ROOST_USER=auth0|alice",
                 "ROOST_WORKSPACE=alice-0123",
-                "ROOST_VOLUME=/data"
+                "ROOST_VOLUME=/data",
+                "ROOST_PROFILE=default"
             ]
         );
     }

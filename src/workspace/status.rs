@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::registry::{Phase, Registry, Retire};
+use super::registry::quota::QuotaView;
+use super::registry::{state_of, Phase, Registry, Retire};
 use super::RuntimeError;
 use crate::auth::Identity;
 
@@ -36,6 +37,11 @@ pub struct Status {
     pub memory_bytes: Option<u64>,
     pub memory_limit_bytes: u64,
     pub idle_timeout_secs: u64,
+    /// The profile chosen for it (what its next start runs).
+    pub profile: String,
+    /// Its use in the current quota period (with quotas on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<QuotaView>,
 }
 
 impl Registry {
@@ -65,19 +71,31 @@ impl Registry {
     /// resource use only while it runs.
     pub async fn status(&self, caller: &Identity, slug: &str) -> Result<Status, RuntimeError> {
         self.authorize(caller, slug).await?;
-        Ok(self.status_unchecked(slug).await)
+        let mut status = self.status_unchecked(slug).await;
+        status.quota = self.quota_view(slug, self.quota_exempt(caller)).await;
+        Ok(status)
     }
 
     async fn status_unchecked(&self, slug: &str) -> Status {
         let entry = self.get(slug);
         let phase = entry.as_ref().map_or(Phase::Stopped, |e| e.phase());
-        let (state, detail) = match phase {
-            Phase::Stopped => ("stopped", None),
-            Phase::Starting(step) => ("starting", Some(step.as_str())),
-            Phase::Ready(_) => ("running", None),
-            Phase::Draining(_) => ("draining", None),
-            Phase::Retiring => ("stopping", None),
-            Phase::Failed(reason) => ("failed", Some(reason.as_str())),
+        let state = state_of(phase);
+        let detail = match phase {
+            Phase::Starting(step) => Some(step.as_str()),
+            Phase::Failed(reason) => Some(reason.as_str()),
+            _ => None,
+        };
+        let chosen = match &entry {
+            Some(e) => self.chosen_profile(e).await,
+            None => match self.store().profile(slug).await {
+                Ok(name) => self.profiles().resolve(name.as_deref()).clone(),
+                Err(_) => self.profiles().default_choice().clone(),
+            },
+        };
+        // What runs now: the container's profile while it runs.
+        let config = match &entry {
+            Some(e) if matches!(state, "running" | "draining") => self.profile_of(e).config.clone(),
+            _ => chosen.config.clone(),
         };
         let message = match phase {
             Phase::Stopped => "Stopped: it starts when you open it".to_string(),
@@ -96,8 +114,10 @@ impl Registry {
             idle_stop_in_secs: None,
             cpu_seconds: None,
             memory_bytes: None,
-            memory_limit_bytes: self.config().memory,
-            idle_timeout_secs: self.config().idle_timeout.as_secs(),
+            memory_limit_bytes: config.memory,
+            idle_timeout_secs: config.idle_timeout.as_secs(),
+            profile: chosen.name.to_string(),
+            quota: None,
         };
         let Some(entry) = entry.filter(|_| matches!(state, "running" | "draining")) else {
             return status;
@@ -105,7 +125,7 @@ impl Registry {
         status.running_for_secs = Some(self.ready_for(&entry).as_secs());
         if state == "running" {
             // While it drains it is stopping already: no countdown.
-            let idle_stop_in = self.config().idle_timeout.saturating_sub(self.idle_for(&entry));
+            let idle_stop_in = config.idle_timeout.saturating_sub(self.idle_for(&entry));
             status.idle_stop_in_secs = Some(idle_stop_in.as_secs());
         }
         if let Some(id) = entry.container_id() {

@@ -7,8 +7,7 @@ use super::super::*;
 use super::Checker;
 
 pub(super) fn workspace(raw: RawWorkspace, default_network: &str, c: &mut Checker) -> Option<WorkspaceConfig> {
-    let config = workspace_at("workspace", raw, default_network, c)?;
-    lifetimes_agree("workspace", &config, c).then_some(config)
+    workspace_at("workspace", raw, default_network, c)
 }
 
 /// `max_lifetime` is no shorter than `idle_timeout` (checked on the
@@ -107,6 +106,19 @@ pub(super) fn workspace_at(
     let idle_timeout = c.duration(&k("idle_timeout"), raw.idle_timeout, "30m");
     let max_lifetime = c.duration(&k("max_lifetime"), raw.max_lifetime, "24h");
     let start_timeout = c.duration(&k("start_timeout"), raw.start_timeout, "60s");
+    // A profile's pair is checked once merged with `[workspace]`'s.
+    if let (Some(idle), Some(life), "workspace") = (idle_timeout, max_lifetime, section) {
+        if life < idle {
+            c.error(
+                &k("max_lifetime"),
+                format!(
+                    "{} is shorter than workspace.idle_timeout ({})",
+                    humantime::format_duration(life),
+                    humantime::format_duration(idle)
+                ),
+            );
+        }
+    }
     let address = c.parsed(&k("address"), raw.address, Some("network"), |s| match s {
         "network" => Ok(AddressMode::Network),
         "published" => Ok(AddressMode::Published),

@@ -7,9 +7,40 @@ use bollard::models::VolumeCreateRequest;
 
 use super::{engine, status_of, DockerRuntime};
 use crate::workspace::runtime::RuntimeError;
-use crate::workspace::spec::{ownership, Ownership, WorkspaceSpec};
+use crate::workspace::spec::{
+    ownership, volume_name, Ownership, WorkspaceSpec, DEFAULT_DEPLOYMENT, LABEL_DEPLOYMENT, LABEL_MANAGED,
+    LABEL_WORKSPACE,
+};
 
 impl DockerRuntime {
+    /// See [`crate::workspace::runtime::Runtime::remove_volume`].
+    pub(super) async fn remove_volume_of(&self, slug: &str) -> Result<bool, RuntimeError> {
+        let docker = self.client().await?;
+        let name = volume_name(&self.deployment, slug);
+        let volume = match docker.inspect_volume(&name).await {
+            Ok(v) => v,
+            Err(e) if status_of(&e) == Some(404) => return Ok(false),
+            Err(e) => return Err(engine(e)),
+        };
+        let labels = &volume.labels;
+        let deployment_ok = match labels.get(LABEL_DEPLOYMENT) {
+            Some(d) => *d == self.deployment,
+            None => self.deployment == DEFAULT_DEPLOYMENT,
+        };
+        let ours = labels.get(LABEL_MANAGED).is_some_and(|v| v == "true")
+            && deployment_ok
+            && labels.get(LABEL_WORKSPACE).is_some_and(|w| w == slug);
+        if !ours {
+            tracing::warn!(volume = %name, "not removed: its labels are not this deployment's workspace's");
+            return Err(RuntimeError::NameTaken(name));
+        }
+        match docker.remove_volume(&name, None::<bollard::query_parameters::RemoveVolumeOptions>).await {
+            Ok(()) => Ok(true),
+            Err(e) if status_of(&e) == Some(404) => Ok(false),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
     /// The volume to mount for `spec`, created (with its labels) if needed;
     /// never one whose labels name another deployment or another owner.
     /// A user's volume from before 64-bit slug hashes is mounted when the

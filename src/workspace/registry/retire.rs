@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::{Busy, Entry, Phase, Registry};
+use crate::audit::{Actor, Event};
 use crate::workspace::runtime::{ContainerState, RuntimeError};
 
 /// Why a workspace is retired.
@@ -22,6 +23,14 @@ pub enum Retire {
     Lifetime,
     /// Its user asked (status page or API): stop, keep container and volume.
     Requested,
+    /// An admin asked: stop, keep container and volume.
+    Admin,
+    /// An admin (or its owner, purging) asked: remove the container, keep the volume.
+    Remove,
+    /// Its quota is used up: stop, keep container and volume.
+    Quota,
+    /// Another profile was chosen: stop (the next start recreates it).
+    Profile,
 }
 
 impl Retire {
@@ -31,7 +40,25 @@ impl Retire {
             Retire::Idle => ("culled", "idle"),
             Retire::Lifetime => ("removed", "max_lifetime"),
             Retire::Requested => ("stopped", "requested"),
+            Retire::Admin => ("stopped", "admin"),
+            Retire::Remove => ("removed", "admin"),
+            Retire::Quota => ("stopped", "quota"),
+            Retire::Profile => ("stopped", "profile"),
         }
+    }
+
+    /// Who retires it, for the audit trail: the reaper and the quota act
+    /// on their own; the person who asked records their own request.
+    fn actor(self) -> Option<Actor> {
+        match self {
+            Retire::Idle | Retire::Lifetime => Some(Actor::Reaper),
+            Retire::Quota => Some(Actor::Quota),
+            Retire::Requested | Retire::Admin | Retire::Remove | Retire::Profile => None,
+        }
+    }
+
+    fn removes(self) -> bool {
+        matches!(self, Retire::Lifetime | Retire::Remove)
     }
 }
 
@@ -102,16 +129,14 @@ impl Registry {
         }
         self.set_phase(entry, Phase::Retiring);
         let result = match entry.container_id() {
-            Some(id) => match why {
-                Retire::Idle | Retire::Requested => self.runtime.stop(&id, self.config.stop_timeout).await,
-                Retire::Lifetime => {
-                    let stopped = self.runtime.stop(&id, self.config.stop_timeout).await;
-                    stopped.and(self.runtime.remove(&id).await)
-                }
-            },
+            Some(id) if why.removes() => {
+                let stopped = self.runtime.stop(&id, self.config.stop_timeout).await;
+                stopped.and(self.runtime.remove(&id).await)
+            }
+            Some(id) => self.runtime.stop(&id, self.config.stop_timeout).await,
             None => Ok(()),
         };
-        if why == Retire::Lifetime && result.is_ok() {
+        if why.removes() && result.is_ok() {
             entry.set_container(None);
         }
         let (action, reason) = why.labels();
@@ -119,7 +144,6 @@ impl Registry {
             Ok(()) => {
                 self.metrics.workspace_culled(reason);
                 tracing::info!(
-                    target: "roost::audit",
                     action,
                     user = %entry.owner().map(|o| o.to_string()).unwrap_or_default(),
                     workspace = %entry.slug,
@@ -129,8 +153,15 @@ impl Registry {
                 );
             }
             Err(e) => {
-                tracing::warn!(target: "roost::audit", action, workspace = %entry.slug, error = %e, "retiring failed")
+                tracing::warn!(action, workspace = %entry.slug, error = %e, "retiring failed")
             }
+        }
+        if let Some(actor) = why.actor() {
+            let event = Event::new(actor, action)
+                .workspace(&entry.slug)
+                .why(reason)
+                .result(&result, |e| format!("failed: {}", e.reason()));
+            self.audit.record(event).await;
         }
         self.set_phase(entry, Phase::Stopped);
         self.update_running_gauge();

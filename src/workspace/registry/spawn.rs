@@ -16,6 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::{Busy, Choice, Entry, Phase, Registry};
+use crate::audit::{Actor, Event};
 use crate::auth::Identity;
 use crate::workspace::runtime::{ContainerState, FailReason, RuntimeError, Step};
 use crate::workspace::spec::{volume_name, WorkspaceSpec};
@@ -58,6 +59,9 @@ impl Registry {
         };
         if !caller.may_use(&owner) {
             return Err(RuntimeError::NotOwner);
+        }
+        if *caller.sub == **owner && !matches!(entry.phase(), Phase::Ready(_)) {
+            self.check_quota(caller, &entry).await?;
         }
         if *caller.slug == *slug && *caller.sub == **owner {
             if let Some(old) = &caller.legacy_slug {
@@ -104,7 +108,7 @@ impl Registry {
     pub fn adopt(self: &Arc<Self>, entry: &Arc<Entry>, owner: Arc<String>) {
         self.learn_owner(entry, owner.clone());
         if !matches!(entry.phase(), Phase::Ready(_)) {
-            tracing::info!(target: "roost::audit", action = "adopted", user = %owner, workspace = %entry.slug, "running workspace adopted");
+            self.record_later(Event::new(Actor::System, "adopted").workspace(&entry.slug).why(&format!("owner {owner}")));
             self.launch(entry, owner, Mode::Adopt);
         }
     }
@@ -188,19 +192,24 @@ impl Registry {
             Ok(running) => {
                 entry.set_container(Some((running.id.clone(), running.created)));
                 entry.reset_traffic_sample();
+                self.reset_accounting(entry);
                 self.touch(entry);
                 self.set_phase(entry, Phase::Ready(running.addr));
                 let elapsed = started.elapsed();
                 self.metrics.workspace_ready(running.action.as_str(), elapsed);
                 tracing::info!(
-                    target: "roost::audit",
-                    action = running.action.as_str(),
                     user = %owner,
                     workspace = %entry.slug,
                     address = %running.addr,
                     duration_ms = elapsed.as_millis() as u64,
                     "workspace ready"
                 );
+                if running.action != crate::workspace::runtime::Action::Ready {
+                    let event = Event::new(Actor::System, running.action.as_str())
+                        .workspace(&entry.slug)
+                        .why(&format!("profile {}", choice.name));
+                    self.audit.record(event).await;
+                }
                 self.update_running_gauge();
             }
             Err(e) => self.fail(entry, &owner, started, e),
@@ -240,7 +249,7 @@ impl Registry {
 
     /// The profile chosen for `entry` (the store's word; when it does not
     /// answer, the one its container ran last).
-    pub(super) async fn chosen_profile(&self, entry: &Entry) -> Arc<Choice> {
+    pub async fn chosen_profile(&self, entry: &Entry) -> Arc<Choice> {
         match self.store.profile(&entry.slug).await {
             Ok(name) => self.profiles.resolve(name.as_deref()).clone(),
             Err(e) => {
@@ -254,7 +263,6 @@ impl Registry {
         let reason = e.fail_reason();
         self.metrics.workspace_failed(reason.as_str());
         tracing::warn!(
-            target: "roost::audit",
             action = "failed",
             user = %owner,
             workspace = %entry.slug,
@@ -263,6 +271,12 @@ impl Registry {
             duration_ms = started.elapsed().as_millis() as u64,
             "workspace failed to start"
         );
+        if reason != FailReason::NotOwner {
+            let event = Event::new(Actor::System, "start")
+                .workspace(&entry.slug)
+                .outcome(&format!("failed: {}", reason.as_str()));
+            self.record_later(event);
+        }
         entry.failed_at.store(self.now_ms(), Ordering::Relaxed);
         // The owner may have come from the caller (no container yet): the
         // next request finds it out again, so a refused account (another's

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::{Phase, Registry, Retire};
 use crate::auth::Identity;
 use crate::clock::TokioClock;
-use crate::config::{Config, Secrets};
+use crate::config::{Config, QuotaConfig, Secrets};
 use crate::workspace::profiles::Profiles;
 use crate::metrics::Metrics;
 use crate::workspace::memory::MemoryRuntime;
@@ -22,13 +22,13 @@ const ADDR: &str = "127.0.0.1:9";
 
 /// The profiles of a config with these `[workspace]` lines (and maybe
 /// `[[profiles]]` after them).
-fn workspace_config(extra: &str) -> Profiles {
+fn workspace_config(extra: &str) -> (Profiles, QuotaConfig) {
     let text = format!(
         "[oidc]\nissuer = \"https://id.example.com/\"\naudience = \"roost\"\n\
          [routing]\ndomain = \"ws.example.com\"\nroost_url = \"http://127.0.0.1:8080\"\n[workspace]\nimage = \"roost-echo:test\"\n{extra}\n"
     );
     match Config::from_toml(&text, Secrets::default()) {
-        Ok(config) => Profiles::new(config.workspace, &config.profiles),
+        Ok(config) => (Profiles::new(config.workspace, &config.profiles), config.quota),
         Err(e) => panic!("test config: {e}"),
     }
 }
@@ -55,9 +55,11 @@ fn registry_on(
     extra: &str,
     store: Arc<dyn crate::store::Store>,
 ) -> Arc<Registry> {
+    let (profiles, quota) = workspace_config(extra);
     Registry::new(
         runtime,
-        workspace_config(extra),
+        profiles,
+        quota,
         ("roost", "https://id.example.com/"),
         Arc::new(Metrics::new()),
         clock,
