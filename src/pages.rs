@@ -13,6 +13,7 @@ mod status;
 use http::{Method, Response, StatusCode};
 
 use crate::app::App;
+use crate::audit::{Actor, Event};
 use crate::auth::LoginError;
 use crate::error::HttpError;
 use crate::forward_auth::Authenticated as Caller;
@@ -32,7 +33,7 @@ pub async fn handle<B: RequestBody>(app: &App, req: &Parsed<'_>, body: B) -> Res
         (&Method::POST, "/_roost/logout") => logout::sign_out(app, req, body).await,
         (&Method::GET | &Method::HEAD, "/_roost/signed-out") => Ok(signed_out(app)),
         (_, "/_roost/" | "/_roost") => status::page(app, req).await,
-        (_, p) if p.starts_with("/_roost/api/v1/") => api::handle(app, req).await,
+        (_, p) if p.starts_with("/_roost/api/v1/") => api::handle(app, req, body).await,
         (&Method::POST, "/_roost/start" | "/_roost/stop" | "/_roost/restart") => status::action(app, req, body).await,
         _ => Err(HttpError::NotFound),
     };
@@ -81,7 +82,7 @@ fn login(app: &App, req: &Parsed<'_>) -> Result<Response<Body>, HttpError> {
 
 /// Starts, stops or restarts the caller's own workspace (from the API or
 /// the status page's forms).
-async fn perform(app: &App, c: &Caller, action: &str) -> Result<(), HttpError> {
+pub(crate) async fn perform(app: &App, c: &Caller, action: &str) -> Result<(), HttpError> {
     let registry = &app.workspaces;
     let slug = &*c.identity.slug;
     let result = match action {
@@ -90,7 +91,11 @@ async fn perform(app: &App, c: &Caller, action: &str) -> Result<(), HttpError> {
         "restart" => registry.restart(&c.identity, slug).await,
         _ => return Err(HttpError::NotFound),
     };
-    tracing::info!(target: "roost::audit", user = %c.identity.sub, workspace = %slug, action, ok = result.is_ok(), "requested by user");
+    let event = Event::new(Actor::User, action)
+        .by(&c.identity.sub)
+        .workspace(slug)
+        .result(&result, |e| format!("failed: {}", e.reason()));
+    app.workspaces.audit().record(event).await;
     Ok(result?)
 }
 

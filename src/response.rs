@@ -44,6 +44,16 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     resp
 }
 
+/// A JSON answer already written out (a document served as it is).
+pub fn json_text(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::from_static(text.as_bytes())));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    resp
+}
+
 /// A redirect nobody caches. Locations are built from the configured origin
 /// or validated, so they are header-safe; anything else falls back to `/`.
 pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {

@@ -1,79 +1,143 @@
-//! The JSON API under `/_roost/api/v1/`, authorized like `/auth`
-//! (a bearer token, or the session cookie plus its `X-Roost-CSRF` token on
-//! POSTs): `GET status`, `GET logs`, `POST start`, `POST stop`,
-//! `POST restart`, always for the caller's own workspace; and for admins,
-//! `POST admin/users/<sub>/sign-out` (every session of that user, on every
-//! replica, within a second).
+//! The JSON API under `/_roost/api/v1/`, described by the OpenAPI 3.1
+//! document it serves at `openapi.json` ([`OPENAPI`]). Authorized like
+//! `/auth`: a bearer token, or the session cookie plus its `X-Roost-CSRF`
+//! token on every request that changes something.
+//!
+//! - [`workspace`]: the caller's own workspace: `GET/POST/DELETE
+//!   workspace`, `PUT workspace/profile`, `GET profiles`, and the first
+//!   endpoints (`GET status`, `GET logs`, `POST start|stop|restart`).
+//! - [`admin`]: every workspace, for admins (403 for anyone else, before
+//!   anything is looked at): `GET admin/workspaces`, `POST
+//!   admin/workspaces/{slug}/stop|remove`, `DELETE
+//!   admin/workspaces/{slug}/volume`, `GET admin/audit`, `POST
+//!   admin/users/{sub}/sign-out`.
 
+mod admin;
+mod workspace;
+
+use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
-use serde_json::json;
+use http_body_util::{BodyExt, Limited};
+use serde::de::DeserializeOwned;
 
-use super::{caller, perform, Caller};
+use super::{caller, Caller};
 use crate::app::App;
-use crate::clock::now_secs;
 use crate::error::HttpError;
-use crate::request::Parsed;
+use crate::request::{Parsed, RequestBody};
 use crate::response::{self, same, Body};
-use crate::store::Revocation;
 
-/// The header a browser session's POSTs carry the form token in.
+/// The OpenAPI document, as served.
+pub const OPENAPI: &str = include_str!("api/openapi.json");
+
+/// The header a browser session's changing requests carry the form token in.
 const X_ROOST_CSRF: HeaderName = HeaderName::from_static("x-roost-csrf");
 
-/// What the API answers, and to which method (also the `Allow` header).
-fn allowed(what: &str) -> Option<(Method, &'static str)> {
-    match what {
-        "status" | "logs" => Some((Method::GET, "GET")),
-        "start" | "stop" | "restart" => Some((Method::POST, "POST")),
-        _ => None,
+/// Largest JSON body accepted.
+const MAX_JSON_BYTES: usize = 4096;
+
+/// Where a request goes, by its path below `/_roost/api/v1/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route<'a> {
+    OpenApi,
+    /// `status`, `logs`, `start`, `stop`, `restart`.
+    Legacy(&'a str),
+    Workspace,
+    WorkspaceProfile,
+    Profiles,
+    AdminWorkspaces,
+    /// `admin/workspaces/{slug}/stop|remove`.
+    AdminAction(&'a str, &'a str),
+    AdminVolume(&'a str),
+    AdminAudit,
+    AdminSignOut(&'a str),
+}
+
+impl<'a> Route<'a> {
+    fn of(path: &'a str) -> Option<Route<'a>> {
+        let parts: Vec<&str> = path.split('/').collect();
+        Some(match parts.as_slice() {
+            ["openapi.json"] => Route::OpenApi,
+            [what @ ("status" | "logs" | "start" | "stop" | "restart")] => Route::Legacy(what),
+            ["workspace"] => Route::Workspace,
+            ["workspace", "profile"] => Route::WorkspaceProfile,
+            ["profiles"] => Route::Profiles,
+            ["admin", "workspaces"] => Route::AdminWorkspaces,
+            ["admin", "workspaces", slug, action @ ("stop" | "remove")] => Route::AdminAction(slug, action),
+            ["admin", "workspaces", slug, "volume"] => Route::AdminVolume(slug),
+            ["admin", "audit"] => Route::AdminAudit,
+            ["admin", "users", sub, "sign-out"] => Route::AdminSignOut(sub),
+            _ => return None,
+        })
+    }
+
+    /// The methods it answers (the `Allow` header of a 405).
+    fn methods(self) -> (&'static [Method], &'static str) {
+        match self {
+            Route::OpenApi | Route::Profiles | Route::AdminWorkspaces | Route::AdminAudit => (&[Method::GET], "GET"),
+            Route::Legacy("status" | "logs") => (&[Method::GET], "GET"),
+            Route::Legacy(_) | Route::AdminAction(..) | Route::AdminSignOut(_) => (&[Method::POST], "POST"),
+            Route::Workspace => (&[Method::GET, Method::POST, Method::DELETE], "GET, POST, DELETE"),
+            Route::WorkspaceProfile => (&[Method::PUT], "PUT"),
+            Route::AdminVolume(_) => (&[Method::DELETE], "DELETE"),
+        }
+    }
+
+    fn is_admin(self) -> bool {
+        matches!(
+            self,
+            Route::AdminWorkspaces
+                | Route::AdminAction(..)
+                | Route::AdminVolume(_)
+                | Route::AdminAudit
+                | Route::AdminSignOut(_)
+        )
     }
 }
 
-/// `/_roost/api/v1/<what>`.
-pub(super) async fn handle(app: &App, req: &Parsed<'_>) -> Result<Response<Body>, HttpError> {
-    let what = req.path().trim_start_matches("/_roost/api/v1/");
-    if let Some(user) = what
-        .strip_prefix("admin/users/")
-        .and_then(|r| r.strip_suffix("/sign-out"))
-    {
-        return sign_out_everywhere(app, req, user).await;
+/// `/_roost/api/v1/<path>`.
+pub(super) async fn handle<B: RequestBody>(app: &App, req: &Parsed<'_>, body: B) -> Result<Response<Body>, HttpError> {
+    let path = req.path().trim_start_matches("/_roost/api/v1/");
+    let route = Route::of(path).ok_or(HttpError::NotFound)?;
+    let (methods, allow) = route.methods();
+    let method = if *req.method == Method::HEAD { &Method::GET } else { req.method };
+    if !methods.contains(method) {
+        return Err(HttpError::MethodNotAllowed(allow));
     }
-    match allowed(what) {
-        None => return Err(HttpError::NotFound),
-        Some((method, allow)) if method != *req.method => return Err(HttpError::MethodNotAllowed(allow)),
-        Some(_) => {}
+    if route == Route::OpenApi {
+        let mut resp = response::json_text(StatusCode::OK, OPENAPI);
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+        return Ok(resp);
     }
     let c = caller(app, req).await?;
+    if route.is_admin() && !c.identity.admin {
+        return Err(HttpError::Forbidden("admins only"));
+    }
     check_csrf(req, &c)?;
-    let registry = &app.workspaces;
-    let slug = c.identity.slug.to_string();
-    let (status, body) = match what {
-        "status" => {
-            let mut value = serde_json::to_value(registry.status(&c.identity, &slug).await?).unwrap_or_default();
-            value["url"] = json!(app.forward_auth.origin().workspace_url(&slug));
-            (StatusCode::OK, value)
-        }
-        "logs" => {
-            let lines = registry.recent_logs(&c.identity, &slug).await?;
-            (StatusCode::OK, json!({ "workspace": slug, "lines": lines }))
-        }
-        action => {
-            perform(app, &c, action).await?;
-            let value = serde_json::to_value(registry.status(&c.identity, &slug).await?).unwrap_or_default();
-            (StatusCode::ACCEPTED, value)
-        }
+    let (status, value) = match route {
+        Route::OpenApi => return Err(HttpError::NotFound),
+        Route::Legacy(what) => workspace::legacy(app, &c, what).await?,
+        Route::Workspace => workspace::workspace(app, req, &c, body).await?,
+        Route::WorkspaceProfile => workspace::choose_profile(app, &c, body).await?,
+        Route::Profiles => workspace::profiles(app, &c),
+        Route::AdminWorkspaces => admin::workspaces(app).await?,
+        Route::AdminAction(slug, action) => admin::act(app, &c, slug, action).await?,
+        Route::AdminVolume(slug) => admin::purge(app, req, &c, slug).await?,
+        Route::AdminAudit => admin::audit(app, req).await?,
+        Route::AdminSignOut(sub) => admin::sign_out_everywhere(app, &c, sub).await?,
     };
-    let mut resp = response::json(status, &body);
+    let mut resp = response::json(status, &value);
     if let Some(cookie) = c.set_cookie {
         resp.headers_mut().append(header::SET_COOKIE, cookie);
     }
     Ok(resp)
 }
 
-/// A session cookie rides along on any request: a POST made with one must
-/// also prove it comes from roost's own page.
+/// A session cookie rides along on any request: one that changes
+/// something must also prove it comes from roost's own page.
 fn check_csrf(req: &Parsed<'_>, c: &Caller) -> Result<(), HttpError> {
-    if *req.method == Method::POST {
+    if !matches!(*req.method, Method::GET | Method::HEAD) {
         if let Some(expected) = &c.csrf {
             let sent = req.headers.get(X_ROOST_CSRF).map(HeaderValue::as_bytes);
             if !sent.is_some_and(|s| same(s, expected.as_bytes())) {
@@ -84,24 +148,62 @@ fn check_csrf(req: &Parsed<'_>, c: &Caller) -> Result<(), HttpError> {
     Ok(())
 }
 
-/// `POST admin/users/<sub>/sign-out` (`sub` percent-encoded): every
-/// session of that user signed in until now is refused on every replica.
-async fn sign_out_everywhere(app: &App, req: &Parsed<'_>, user: &str) -> Result<Response<Body>, HttpError> {
-    if *req.method != Method::POST {
-        return Err(HttpError::MethodNotAllowed("POST"));
+/// A JSON request body (`None` when there is none: empty is allowed).
+async fn read_json<T: DeserializeOwned, B: RequestBody>(body: B) -> Result<Option<T>, HttpError> {
+    let bytes: Bytes = match Limited::new(body, MAX_JSON_BYTES).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return Err(HttpError::BadRequest("body too large or cut short")),
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
     }
-    let c = caller(app, req).await?;
-    check_csrf(req, &c)?;
-    if !c.identity.admin {
-        return Err(HttpError::Forbidden("admins only"));
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|_| HttpError::BadRequest("the body is not the JSON this endpoint takes"))
+}
+
+/// The value of query parameter `name`.
+fn query_param(req: &Parsed<'_>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(req.query().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_path_has_its_route_and_nothing_else_does() {
+        assert_eq!(Route::of("workspace"), Some(Route::Workspace));
+        assert_eq!(
+            Route::of("admin/workspaces/alice-1/stop"),
+            Some(Route::AdminAction("alice-1", "stop"))
+        );
+        assert_eq!(Route::of("admin/users/auth0%7Cx/sign-out"), Some(Route::AdminSignOut("auth0%7Cx")));
+        for bad in ["", "workspace/", "admin", "admin/workspaces/a/start", "admin/workspaces/a/b/stop", "status/x"] {
+            assert_eq!(Route::of(bad), None, "{bad:?}");
+        }
     }
-    let sub = percent_encoding::percent_decode_str(user)
-        .decode_utf8()
-        .ok()
-        .filter(|s| !s.is_empty() && s.len() <= 200 && !s.contains(char::is_control))
-        .ok_or(HttpError::BadRequest("not a user id"))?;
-    let revocation = Revocation::everywhere(&sub, now_secs(), app.config.session.max_age);
-    app.revocations.revoke(&*app.store, revocation).await;
-    tracing::info!(target: "roost::audit", action = "signed_out_everywhere", user = %sub, by = %c.identity.sub, "user signed out everywhere");
-    Ok(response::json(StatusCode::OK, &json!({ "signed_out": sub })))
+
+    #[test]
+    fn the_document_is_json_and_names_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().expect("paths");
+        for path in paths.keys() {
+            let concrete = path
+                .trim_start_matches('/')
+                .replace("{slug}", "alice-1")
+                .replace("{sub}", "auth0%7Calice");
+            let route = Route::of(&concrete).unwrap_or_else(|| panic!("{path} has no route"));
+            let (methods, _) = route.methods();
+            for method in paths[path].as_object().expect("operations").keys() {
+                let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("a method");
+                assert!(methods.contains(&m), "{method} {path} is documented but not answered");
+                let admin = path.starts_with("/admin/");
+                assert_eq!(route.is_admin(), admin, "{path}");
+            }
+        }
+    }
 }
