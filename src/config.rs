@@ -19,8 +19,8 @@ use jsonwebtoken::Algorithm;
 
 pub use values::{parse_duration, parse_size, Rate};
 
-pub use checker::DEFAULT_PROFILE;
 use checker::Checker;
+pub use checker::DEFAULT_PROFILE;
 use raw::RawConfig;
 
 /// Why a config could not be loaded.

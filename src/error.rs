@@ -10,9 +10,9 @@ use http::{Response, StatusCode};
 
 use crate::auth::{AuthError, LoginError};
 use crate::limits::RetryAfter;
-use crate::store::StoreError;
 /// The body of roost's responses (the name the fuzz harness uses).
 pub use crate::response::Body;
+use crate::store::StoreError;
 use crate::workspace::RuntimeError;
 
 /// Every way a request to roost can be refused.

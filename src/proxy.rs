@@ -315,7 +315,15 @@ mod tests {
             .unwrap();
         let (head, ()) = req.into_parts();
         let parsed = Parsed::direct(&head, IpAddr::from([10, 0, 0, 2]));
-        let identity = Identity::new("alice", "alice", Some("alice@example.com".into()), false, u64::MAX, vec![]).unwrap();
+        let identity = Identity::new(
+            "alice",
+            "alice",
+            Some("alice@example.com".into()),
+            false,
+            u64::MAX,
+            vec![],
+        )
+        .unwrap();
         let address: SocketAddr = "172.18.0.5:8888".parse().unwrap();
         let body = Full::new(Bytes::from_static(b"{\"a\":1}"));
         let upstream = build_upstream(&parsed, body, &identity, "alice", address).unwrap();

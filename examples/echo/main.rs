@@ -56,6 +56,7 @@ struct State {
     hostname: Option<String>,
     user: Option<String>,
     workspace: Option<String>,
+    profile: Option<String>,
     /// Shutdown signal for WebSocket sessions (they outlive their HTTP connection).
     shutdown: watch::Receiver<bool>,
     tmp_counter: AtomicU64,
@@ -179,6 +180,7 @@ async fn serve(port: u16) -> anyhow::Result<()> {
         hostname: hostname(),
         user: std::env::var("ROOST_USER").ok(),
         workspace: std::env::var("ROOST_WORKSPACE").ok(),
+        profile: std::env::var("ROOST_PROFILE").ok(),
         shutdown: shutdown_rx.clone(),
         tmp_counter: AtomicU64::new(0),
     });
@@ -358,7 +360,7 @@ async fn describe(req: Request<Incoming>, state: &State) -> Response<Body> {
             "path": parts.uri.path(),
             "query": parts.uri.query(),
             "headers": headers,
-            "env": { "ROOST_USER": state.user, "ROOST_WORKSPACE": state.workspace },
+            "env": { "ROOST_USER": state.user, "ROOST_WORKSPACE": state.workspace, "ROOST_PROFILE": state.profile },
             "hostname": state.hostname,
             "body_bytes": body_bytes,
         }),

@@ -257,9 +257,13 @@ impl Login {
             .verify_id_token(&id_token, &pending.nonce)
             .await
             .map_err(LoginError::IdToken)?;
-        let session = self
-            .sessions
-            .start(&claims.sub, &claims.username, claims.email, claims.admin, claims.permissions);
+        let session = self.sessions.start(
+            &claims.sub,
+            &claims.username,
+            claims.email,
+            claims.admin,
+            claims.permissions,
+        );
         let identity = self.sessions.identity(&session).map_err(LoginError::IdToken)?;
         let target = pending.rd.unwrap_or_else(|| self.origin.workspace_url(&identity.slug));
         tracing::info!(target: "roost::audit", user = %claims.sub, "signed in");

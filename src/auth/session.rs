@@ -321,7 +321,13 @@ mod tests {
     #[test]
     fn a_session_cookie_is_small_scoped_and_opens_again() {
         let s = sessions(K1, None);
-        let session = s.start("auth0|alice", "alice", Some("alice@example.com".into()), false, vec!["gpu".into()]);
+        let session = s.start(
+            "auth0|alice",
+            "alice",
+            Some("alice@example.com".into()),
+            false,
+            vec!["gpu".into()],
+        );
         let set = s.set_cookie(&session);
         let text = set.to_str().unwrap();
         assert!(text.len() < 1024, "{} bytes", text.len());

@@ -100,7 +100,11 @@ pub(super) async fn handle<B: RequestBody>(app: &App, req: &Parsed<'_>, body: B)
     let path = req.path().trim_start_matches("/_roost/api/v1/");
     let route = Route::of(path).ok_or(HttpError::NotFound)?;
     let (methods, allow) = route.methods();
-    let method = if *req.method == Method::HEAD { &Method::GET } else { req.method };
+    let method = if *req.method == Method::HEAD {
+        &Method::GET
+    } else {
+        req.method
+    };
     if !methods.contains(method) {
         return Err(HttpError::MethodNotAllowed(allow));
     }
@@ -180,8 +184,18 @@ mod tests {
             Route::of("admin/workspaces/alice-1/stop"),
             Some(Route::AdminAction("alice-1", "stop"))
         );
-        assert_eq!(Route::of("admin/users/auth0%7Cx/sign-out"), Some(Route::AdminSignOut("auth0%7Cx")));
-        for bad in ["", "workspace/", "admin", "admin/workspaces/a/start", "admin/workspaces/a/b/stop", "status/x"] {
+        assert_eq!(
+            Route::of("admin/users/auth0%7Cx/sign-out"),
+            Some(Route::AdminSignOut("auth0%7Cx"))
+        );
+        for bad in [
+            "",
+            "workspace/",
+            "admin",
+            "admin/workspaces/a/start",
+            "admin/workspaces/a/b/stop",
+            "status/x",
+        ] {
             assert_eq!(Route::of(bad), None, "{bad:?}");
         }
     }

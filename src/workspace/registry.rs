@@ -41,10 +41,10 @@ use tokio_util::task::TaskTracker;
 pub use retire::Retire;
 pub use shared::run_sharing;
 
-use super::runtime::{FailReason, Runtime, Step};
 use super::profiles::{Choice, Profiles};
-use crate::audit::{Audit, Event};
+use super::runtime::{FailReason, Runtime, Step};
 use super::Gate;
+use crate::audit::{Audit, Event};
 use crate::auth::Identity;
 use crate::clock::Clock;
 use crate::config::{QuotaConfig, WorkspaceConfig};

@@ -44,7 +44,8 @@ fn profile(
     let name = c.parsed(&k("name"), raw.name, None, |s| {
         let ok = (1..=32).contains(&s.len())
             && s.starts_with(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         match s {
             DEFAULT_PROFILE => Err(format!("{s:?} is [workspace]'s own name")),
             _ if ok => Ok(s.to_string()),
@@ -53,7 +54,10 @@ fn profile(
     });
     let description = c.non_empty(&k("description"), raw.description, None);
     let permission = c.optional(&k("permission"), raw.permission);
-    if permission.as_ref().is_some_and(|p| p.trim().is_empty() || p.len() > 100) {
+    if permission
+        .as_ref()
+        .is_some_and(|p| p.trim().is_empty() || p.len() > 100)
+    {
         c.error(&k("permission"), "must be a permission name of 1 to 100 characters");
     }
     // Which keys the profile sets: the others are `[workspace]`'s.

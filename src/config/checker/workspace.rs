@@ -52,29 +52,27 @@ pub(super) fn workspace_at(
                 None
             }
         });
-    let env =
-        c.value(&k("env"), raw.env, Some(BTreeMap::new()))
-            .and_then(|env| {
-                let bad: Vec<_> = env
-                    .keys()
-                    .filter(|k| {
-                        k.is_empty()
-                            || k.starts_with(|ch: char| ch.is_ascii_digit())
-                            || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                            || k.starts_with("ROOST_")
-                    })
-                    .cloned()
-                    .collect();
-                if bad.is_empty() {
-                    Some(env)
-                } else {
-                    c.error(
+    let env = c.value(&k("env"), raw.env, Some(BTreeMap::new())).and_then(|env| {
+        let bad: Vec<_> = env
+            .keys()
+            .filter(|k| {
+                k.is_empty()
+                    || k.starts_with(|ch: char| ch.is_ascii_digit())
+                    || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    || k.starts_with("ROOST_")
+            })
+            .cloned()
+            .collect();
+        if bad.is_empty() {
+            Some(env)
+        } else {
+            c.error(
                 &k("env"),
                 format!("{bad:?}: names must be [A-Za-z_][A-Za-z0-9_]* and not start with ROOST_ (roost sets those)"),
             );
-                    None
-                }
-            });
+            None
+        }
+    });
     let volume_path = c.parsed(&k("volume_path"), raw.volume_path, Some("/data"), |s| {
         if s.starts_with('/') && s != "/" && !s.contains(':') {
             Ok(s.to_string())
@@ -96,10 +94,7 @@ pub(super) fn workspace_at(
             if m >= 6 * 1024 * 1024 {
                 Some(m)
             } else {
-                c.error(
-                    &k("memory"),
-                    format!("{m} bytes is below the engine's minimum of 6MiB"),
-                );
+                c.error(&k("memory"), format!("{m} bytes is below the engine's minimum of 6MiB"));
                 None
             }
         });

@@ -143,7 +143,10 @@ pub(super) async fn choose_profile<B: RequestBody>(app: &App, c: &Caller, body: 
     }
     store_choice(app, c, &choice).await?;
     let restarting = app.workspaces.apply_profile(&c.identity, slug).await?;
-    Ok((StatusCode::OK, json!({ "profile": &*choice.name, "restarting": restarting })))
+    Ok((
+        StatusCode::OK,
+        json!({ "profile": &*choice.name, "restarting": restarting }),
+    ))
 }
 
 /// `GET profiles`: every profile, and whether the caller may choose it.

@@ -149,7 +149,16 @@ mod tests {
         ] {
             assert_eq!(Line::decode(&line.encode()), Some(line));
         }
-        for bad in ["", "p", "p slug", "p a b c", "q 1 s 2", "q x s 1 2", "q 1 s 1 2 3", "z 1"] {
+        for bad in [
+            "",
+            "p",
+            "p slug",
+            "p a b c",
+            "q 1 s 2",
+            "q x s 1 2",
+            "q 1 s 1 2 3",
+            "z 1",
+        ] {
             assert_eq!(Line::decode(bad), None, "{bad:?}");
         }
     }

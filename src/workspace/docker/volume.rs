@@ -34,7 +34,10 @@ impl DockerRuntime {
             tracing::warn!(volume = %name, "not removed: its labels are not this deployment's workspace's");
             return Err(RuntimeError::NameTaken(name));
         }
-        match docker.remove_volume(&name, None::<bollard::query_parameters::RemoveVolumeOptions>).await {
+        match docker
+            .remove_volume(&name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await
+        {
             Ok(()) => Ok(true),
             Err(e) if status_of(&e) == Some(404) => Ok(false),
             Err(e) => Err(engine(e)),

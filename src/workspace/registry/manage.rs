@@ -86,14 +86,17 @@ impl Registry {
     /// and with `purge` its volume too: the user's files are gone.
     pub async fn remove_workspace(self: &Arc<Self>, slug: &str, purge: bool) -> Result<Removed, RuntimeError> {
         let entry = self.entry(slug);
+        let mut removed = Removed::default();
         match entry.phase() {
             Phase::Starting(_) | Phase::Retiring => return Err(busy()),
-            Phase::Ready(_) => self.retire(&entry, Retire::Remove).await?,
+            Phase::Ready(_) => {
+                self.retire(&entry, Retire::Remove).await?;
+                removed.container = entry.container_id().is_none();
+            }
             _ => {}
         }
         // No start while the container (and the volume) go.
         let _busy = Busy::take(&entry).ok_or_else(busy)?;
-        let mut removed = Removed::default();
         if let Some(info) = self.runtime.inspect(slug).await? {
             if info.state == ContainerState::Running {
                 self.runtime.stop(&info.id, self.config.stop_timeout).await?;

@@ -132,7 +132,11 @@ impl Registry {
         // another replica held the lease is that replica's to count).
         let most = (self.quota.period.as_millis() as u64).min(120_000);
         for (entry, stats) in samples {
-            let before = entry.accounted.lock().ok().and_then(|mut a| a.replace((now, stats.cpu_nanos)));
+            let before = entry
+                .accounted
+                .lock()
+                .ok()
+                .and_then(|mut a| a.replace((now, stats.cpu_nanos)));
             let Some((then, cpu_then)) = before else {
                 continue;
             };

@@ -108,7 +108,11 @@ impl Registry {
     pub fn adopt(self: &Arc<Self>, entry: &Arc<Entry>, owner: Arc<String>) {
         self.learn_owner(entry, owner.clone());
         if !matches!(entry.phase(), Phase::Ready(_)) {
-            self.record_later(Event::new(Actor::System, "adopted").workspace(&entry.slug).why(&format!("owner {owner}")));
+            self.record_later(
+                Event::new(Actor::System, "adopted")
+                    .workspace(&entry.slug)
+                    .why(&format!("owner {owner}")),
+            );
             self.launch(entry, owner, Mode::Adopt);
         }
     }

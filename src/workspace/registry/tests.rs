@@ -10,9 +10,9 @@ use super::{Phase, Registry, Retire};
 use crate::auth::Identity;
 use crate::clock::TokioClock;
 use crate::config::{Config, QuotaConfig, Secrets};
-use crate::workspace::profiles::Profiles;
 use crate::metrics::Metrics;
 use crate::workspace::memory::MemoryRuntime;
+use crate::workspace::profiles::Profiles;
 use crate::workspace::runtime::{FailReason, RuntimeError};
 use crate::workspace::{events, reaper, Gate};
 
