@@ -4,10 +4,14 @@
 //! [`logout`]), the user's status page ([`status`]) and its JSON API
 //! ([`api`]). Every page is built by [`crate::response`] (security
 //! headers, CSP); every form carries the session's form token ([`form`]).
+//! Admins have the console ([`admin`]); a user chooses their profile on
+//! the status page or through the API ([`profile`]).
 
+mod admin;
 mod api;
 mod form;
 mod logout;
+pub(crate) mod profile;
 mod status;
 
 use http::{Method, Response, StatusCode};
@@ -35,6 +39,9 @@ pub async fn handle<B: RequestBody>(app: &App, req: &Parsed<'_>, body: B) -> Res
         (_, "/_roost/" | "/_roost") => status::page(app, req).await,
         (_, p) if p.starts_with("/_roost/api/v1/") => api::handle(app, req, body).await,
         (&Method::POST, "/_roost/start" | "/_roost/stop" | "/_roost/restart") => status::action(app, req, body).await,
+        (&Method::POST, "/_roost/profile") => status::choose_profile(app, req, body).await,
+        (_, "/_roost/admin") => admin::page(app, req).await,
+        (&Method::POST, "/_roost/admin/action") => admin::action(app, req, body).await,
         _ => Err(HttpError::NotFound),
     };
     result.unwrap_or_else(|e| app.forward_auth.refuse(e, req))

@@ -36,7 +36,8 @@ pub(super) async fn page(app: &App, req: &Parsed<'_>) -> Result<Response<Body>, 
         Vec::new()
     });
     let origin = app.forward_auth.origin();
-    let html = render(&status, &logs, &origin.workspace_url(&slug), &c);
+    let picker = profile_picker(app, &status, &c);
+    let html = render(&status, &logs, &origin.workspace_url(&slug), &c, &picker);
     // Its sign-out button's redirect must be an allowed form target.
     let mut resp = response::html(StatusCode::OK, html, &sign_out_csp(app), origin.is_https());
     if let Some(cookie) = c.set_cookie {
@@ -53,7 +54,7 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-fn render(status: &Status, logs: &[String], workspace_url: &str, c: &Caller) -> String {
+fn render(status: &Status, logs: &[String], workspace_url: &str, c: &Caller, picker: &str) -> String {
     let mut rows = vec![
         ("Workspace", format!("<a href=\"{0}\">{0}</a>", escape(workspace_url))),
         (
@@ -82,6 +83,24 @@ fn render(status: &Status, logs: &[String], workspace_url: &str, c: &Caller) -> 
             "Memory in use",
             format!("{} of {}", mib(mem), mib(status.memory_limit_bytes)),
         ));
+    }
+    if let Some(q) = &status.quota {
+        let mut parts = Vec::new();
+        if let Some(limit) = q.workspace_hours_limit {
+            parts.push(format!("{:.2} of {limit} workspace hours", q.workspace_hours));
+        }
+        if let Some(limit) = q.cpu_hours_limit {
+            parts.push(format!("{:.2} of {limit} CPU hours", q.cpu_hours));
+        }
+        let resets = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(q.resets_at));
+        let standing = if q.exempt {
+            "exempt from the quota".to_string()
+        } else if q.used_up {
+            format!("<strong>used up</strong>: {}; it resets at {resets}", parts.join(", "))
+        } else {
+            format!("{} used; resets at {resets}", parts.join(", "))
+        };
+        rows.push(("Quota", standing));
     }
     let table: String = rows
         .iter()
@@ -118,7 +137,7 @@ fn render(status: &Status, logs: &[String], workspace_url: &str, c: &Caller) -> 
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>Your workspace: {slug}</title>{refresh}<style>{STYLE}</style></head><body><main>\
          <h1>Your workspace</h1><p>Signed in as <strong>{user}</strong>{sign_out}</p>\
-         <table>{table}</table><p>{buttons}</p><h2>Last log lines</h2><pre id=\"logs\">{log_text}</pre>\
+         <table>{table}</table><p>{buttons}</p>{picker}<h2>Last log lines</h2><pre id=\"logs\">{log_text}</pre>\
          </main></body></html>",
         slug = escape(&status.workspace),
         // Follows a start or a stop along, without a script.
@@ -135,6 +154,77 @@ fn render(status: &Status, logs: &[String], workspace_url: &str, c: &Caller) -> 
             escape(token)
         )),
     )
+}
+
+/// The environment chooser: every profile, those the user may not choose
+/// greyed out; switching a running workspace needs the box ticked.
+fn profile_picker(app: &App, status: &Status, c: &Caller) -> String {
+    let profiles = app.workspaces.profiles().all();
+    let current = profiles.iter().find(|p| *p.name == *status.profile);
+    let describe = current.map_or(String::new(), |p| {
+        format!(
+            "<p>Running in <strong id=\"profile\">{}</strong>: {}</p>",
+            escape(&p.name),
+            escape(&p.description)
+        )
+    });
+    let Some(token) = c.csrf.as_deref().filter(|_| profiles.len() > 1) else {
+        return if profiles.len() > 1 { format!("<h2>Environment</h2>{describe}") } else { String::new() };
+    };
+    let options: String = profiles
+        .iter()
+        .map(|p| {
+            format!(
+                "<option value=\"{name}\"{selected}{disabled}>{name}: {description}{locked}</option>",
+                name = escape(&p.name),
+                description = escape(&p.description),
+                selected = if *p.name == *status.profile { " selected" } else { "" },
+                disabled = if p.open_to(&c.identity) { "" } else { " disabled" },
+                locked = if p.open_to(&c.identity) { "" } else { " (needs a permission)" },
+            )
+        })
+        .collect();
+    let confirm = if matches!(status.state, "running" | "draining") {
+        "<label><input type=\"checkbox\" name=\"confirm\" value=\"1\" required> \
+         Restart my workspace in it now (files on its volume are kept; unsaved work in memory is lost)</label>"
+    } else {
+        ""
+    };
+    format!(
+        "<h2>Environment</h2>{describe}<form method=\"post\" action=\"/_roost/profile\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
+         <select name=\"profile\" aria-label=\"Environment\">{options}</select> {confirm} \
+         <button type=\"submit\">Switch</button></form>",
+        token = escape(token)
+    )
+}
+
+/// `POST /_roost/profile` from the chooser: the form token, then the
+/// switch (a running workspace only with the box ticked); back to the page.
+pub(super) async fn choose_profile<B: RequestBody>(
+    app: &App,
+    req: &Parsed<'_>,
+    body: B,
+) -> Result<Response<Body>, HttpError> {
+    let c = caller(app, req).await?;
+    let expected = c
+        .csrf
+        .as_deref()
+        .ok_or(HttpError::Forbidden("forms need a browser session"))?;
+    let form = check_form_token(req, body, expected).await?;
+    let field = |name: &str| {
+        url::form_urlencoded::parse(&form)
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let profile = field("profile").ok_or(HttpError::BadRequest("no profile chosen"))?;
+    let confirm = field("confirm").as_deref() == Some("1");
+    crate::pages::profile::switch_profile(app, &c, &profile, confirm).await?;
+    let mut resp = redirect(StatusCode::SEE_OTHER, &app.forward_auth.origin().url("/_roost/"));
+    if let Some(cookie) = c.set_cookie {
+        resp.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(resp)
 }
 
 /// `POST /_roost/{start,stop,restart}` from the page's forms: the session's

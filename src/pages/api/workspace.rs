@@ -11,8 +11,8 @@ use crate::audit::{Actor, Event};
 use crate::error::HttpError;
 use crate::forward_auth::Authenticated as Caller;
 use crate::pages::perform;
+use crate::pages::profile::{choosable, store_choice, switch_profile};
 use crate::request::{Parsed, RequestBody};
-use crate::workspace::profiles::Choice;
 
 type Answer = Result<(StatusCode, Value), HttpError>;
 
@@ -93,60 +93,14 @@ pub(super) async fn workspace<B: RequestBody>(app: &App, req: &Parsed<'_>, c: &C
     }
 }
 
-/// A configured profile `c` may choose: 404 for no such profile, 403
-/// without its permission.
-fn choosable(app: &App, c: &Caller, name: &str) -> Result<std::sync::Arc<Choice>, HttpError> {
-    let choice = app
-        .workspaces
-        .profiles()
-        .find(name)
-        .ok_or(HttpError::BadRequest("no such profile"))?;
-    if !choice.open_to(&c.identity) {
-        return Err(HttpError::Forbidden("that profile needs a permission you do not have"));
-    }
-    Ok(choice.clone())
-}
-
-/// Records `choice` as the caller's, durably, and in the audit trail.
-async fn store_choice(app: &App, c: &Caller, choice: &Choice) -> Result<(), HttpError> {
-    let slug = &*c.identity.slug;
-    app.workspaces.authorize(&c.identity, slug).await?;
-    let name = (!choice.is_default()).then_some(&*choice.name);
-    let result = app.store.set_profile(slug, name).await;
-    let event = Event::new(Actor::User, "profile")
-        .by(&c.identity.sub)
-        .workspace(slug)
-        .why(&choice.name)
-        .result(&result, |_| "failed: store".into());
-    app.workspaces.audit().record(event).await;
-    Ok(result?)
-}
-
 /// `PUT workspace/profile`: a running workspace in another profile is
 /// recreated in the new one (same volume) once `confirm` says so.
 pub(super) async fn choose_profile<B: RequestBody>(app: &App, c: &Caller, body: B) -> Answer {
     let Some(ProfileBody { profile, confirm }) = read_json(body).await? else {
         return Err(HttpError::BadRequest("the body is not the JSON this endpoint takes"));
     };
-    let choice = choosable(app, c, &profile)?;
-    let slug = &*c.identity.slug;
-    let current = status(app, c).await?;
-    let running = matches!(current["state"].as_str(), Some("running" | "draining" | "starting"));
-    let changes = current["profile"].as_str() != Some(&*choice.name);
-    if running && changes && !confirm {
-        return Err(HttpError::Conflict(
-            "switching profiles restarts the running workspace (files on its volume are kept): send confirm: true",
-        ));
-    }
-    if current["state"] == "starting" && changes {
-        return Err(HttpError::Conflict("the workspace is starting: switch once it runs"));
-    }
-    store_choice(app, c, &choice).await?;
-    let restarting = app.workspaces.apply_profile(&c.identity, slug).await?;
-    Ok((
-        StatusCode::OK,
-        json!({ "profile": &*choice.name, "restarting": restarting }),
-    ))
+    let restarting = switch_profile(app, c, &profile, confirm).await?;
+    Ok((StatusCode::OK, json!({ "profile": profile, "restarting": restarting })))
 }
 
 /// `GET profiles`: every profile, and whether the caller may choose it.
