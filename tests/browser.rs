@@ -4,9 +4,10 @@
 //! sign in at the provider, see the starting page, land in your workspace;
 //! reload without signing in again; another user is refused; the status
 //! page and a stop; a workspace that cannot start; sign-out with the page's
-//! button. Screenshots of the starting page (in progress and failed), the
-//! 403 page and the status page (running, stopping, stopped) are kept under
-//! `target/test-artifacts/`.
+//! button; the admin console. Screenshots of the starting page (in
+//! progress and failed), the 403 page, the status page (running, with its
+//! environment chooser; stopping; stopped) and the admin console are kept
+//! under `target/test-artifacts/`.
 
 mod support;
 
@@ -67,7 +68,9 @@ async fn a_person_signs_in_with_a_browser_and_lands_in_their_workspace() {
     let config = workspace_config(
         &provider.issuer,
         &format!(
-            "{}\nenv = {{ ECHO_START_DELAY_MS = \"2500\" }}\ndrain_grace = \"6s\"",
+            "{}\nenv = {{ ECHO_START_DELAY_MS = \"2500\" }}\ndrain_grace = \"6s\"\n\
+             [[profiles]]\nname = \"lean\"\ndescription = \"The echo without a health check\"\n\
+             image = \"roost-echo:nohealth\"",
             cleanup.labels_toml()
         ),
     )
@@ -86,6 +89,10 @@ async fn a_person_signs_in_with_a_browser_and_lands_in_their_workspace() {
     let bob = format!("bob-{}", cleanup.id);
     let alice_url = format!("http://{alice}.{domain}:{port}/");
     let issuer = provider.issuer.clone();
+    // Alice is an admin (the console below).
+    provider
+        .set_user(&alice, &serde_json::json!({ "permissions": ["roost:admin"] }))
+        .await;
 
     // Alice opens her workspace: off to sign in, then the starting page.
     alice_browser.client.goto(&alice_url).await.unwrap();
@@ -161,8 +168,23 @@ async fn a_person_signs_in_with_a_browser_and_lands_in_their_workspace() {
             url == status_url && src.contains("Your workspace") && src.contains("data-state=\"running\"")
         })
         .await;
+    let page = alice_browser.client.source().await.unwrap();
+    assert!(page.contains("Environment") && page.contains("value=\"lean\""), "{page}");
     let status = alice_browser.screenshot("status-page").await;
     assert_png(&status);
+
+    // The admin console: her running workspace among every one, sortable.
+    let console_url = format!("http://{domain}:{port}/_roost/admin?sort=state&dir=desc");
+    alice_browser.client.goto(&console_url).await.unwrap();
+    let console = alice_browser
+        .page_until(30, "the admin console", |url, src| {
+            url == console_url && src.contains("id=\"workspaces\"") && src.contains(&format!("data-workspace=\"{alice}\""))
+        })
+        .await;
+    assert!(console.contains("Recent audit events") && console.contains("Purge"), "{console}");
+    let shot = alice_browser.screenshot("admin-console").await;
+    assert_png(&shot);
+    alice_browser.client.goto(&status_url).await.unwrap();
 
     // Stop: the page follows the drain by itself ("Stopping…"), then stopped.
     alice_browser

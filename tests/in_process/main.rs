@@ -9,6 +9,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod control;
 mod pages;
 
 use std::sync::Arc;

@@ -59,13 +59,18 @@ pub async fn app(sign_in: bool) -> Arc<App> {
 
 /// The same, over a runtime of the test's own.
 pub async fn app_on(sign_in: bool, runtime: Arc<MemoryRuntime>) -> Arc<App> {
+    app_with(sign_in, runtime, "").await
+}
+
+/// The same, with `extra` TOML at the end of the config (after `[workspace]`).
+pub async fn app_with(sign_in: bool, runtime: Arc<MemoryRuntime>, extra: &str) -> Arc<App> {
     let (oidc, secrets) = if sign_in {
         ("client_id = \"roost-test-client\"", sign_in_secrets(COOKIE_KEY, None))
     } else {
         ("", Default::default())
     };
     // A stop drains for drain_grace: short here.
-    let text = config_text(ISSUER, oidc, "").replace("[workspace]\n", "[workspace]\ndrain_grace = \"50ms\"\n");
+    let text = config_text(ISSUER, oidc, "").replace("[workspace]\n", "[workspace]\ndrain_grace = \"50ms\"\n") + extra;
     let config = Config::from_toml(&text, secrets).expect("valid config");
     let app = App::new(
         config,

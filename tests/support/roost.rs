@@ -227,9 +227,14 @@ pub fn workspace_host(slug: &str) -> String {
 /// A browser session for `user` on `app` (sealed with its cookie key, as
 /// any replica would): its `Cookie` header and its form token.
 pub fn session_for(app: &App, user: &str) -> (String, String) {
+    session_as(app, user, false)
+}
+
+/// [`session_for`], for an admin when `admin`.
+pub fn session_as(app: &App, user: &str, admin: bool) -> (String, String) {
     let origin = roost::public_url::PublicOrigin::new(&app.config.routing);
     let sessions = roost::auth::Sessions::new(&app.config.secrets, &app.config.session, &origin).expect("a cookie key");
-    let s = sessions.start(user, user, Some(format!("{user}@example.com")), false, vec![]);
+    let s = sessions.start(user, user, Some(format!("{user}@example.com")), admin, vec![]);
     let set_cookie = sessions.set_cookie(&s);
     let cookie = set_cookie.to_str().unwrap().split(';').next().unwrap().to_string();
     (cookie, s.csrf)
