@@ -66,6 +66,7 @@ impl HttpError {
             HttpError::RateLimited(..) => StatusCode::TOO_MANY_REQUESTS,
             HttpError::Runtime(e) if e.is_not_owner() => StatusCode::FORBIDDEN,
             HttpError::Runtime(RuntimeError::QuotaUsed { .. }) => StatusCode::TOO_MANY_REQUESTS,
+            HttpError::Runtime(RuntimeError::Busy { .. }) => StatusCode::CONFLICT,
             HttpError::Runtime(RuntimeError::NoSuchWorkspace) => StatusCode::NOT_FOUND,
             HttpError::Runtime(_) | HttpError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::NotFound => StatusCode::NOT_FOUND,
@@ -89,6 +90,9 @@ impl HttpError {
     }
 
     fn public_message(&self) -> std::borrow::Cow<'static, str> {
+        if let HttpError::Runtime(RuntimeError::Busy { .. }) = self {
+            return "your workspace is starting or stopping: try again in a moment".into();
+        }
         if let HttpError::Runtime(RuntimeError::QuotaUsed { resets_at, .. }) = self {
             let at = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(*resets_at));
             return format!("your quota for this period is used up; it resets at {at}").into();
@@ -128,7 +132,9 @@ impl HttpError {
             HttpError::Runtime(RuntimeError::AtCapacity(_, retry_after) | RuntimeError::NotReady { retry_after }) => {
                 Some(*retry_after)
             }
-            HttpError::Runtime(RuntimeError::QuotaUsed { retry_after, .. }) => Some(*retry_after),
+            HttpError::Runtime(RuntimeError::QuotaUsed { retry_after, .. } | RuntimeError::Busy { retry_after }) => {
+                Some(*retry_after)
+            }
             HttpError::Runtime(RuntimeError::NoSuchWorkspace) => None,
             HttpError::Runtime(e) if e.is_not_owner() => None,
             // A configuration problem: retrying soon cannot help.

@@ -177,7 +177,7 @@ pub async fn handle<B: RequestBody>(
     if let Some(c) = set_cookie {
         parts.headers.append(header::SET_COOKIE, c);
     }
-    Response::from_parts(parts, Body::Right(body))
+    Response::from_parts(parts, Body::Right(body.map_err(std::io::Error::other).boxed_unsync()))
 }
 
 /// 429 for an upgrade over `limits.tunnels_per_user`.

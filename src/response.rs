@@ -13,7 +13,16 @@ use sha2::{Digest, Sha256};
 
 /// The body of every response roost sends: its own (full) or a workspace's
 /// (streamed through by the fallback proxy), without boxing.
-pub type Body = http_body_util::Either<Full<Bytes>, hyper::body::Incoming>;
+/// (An I/O error for what is streamed: a concrete error type keeps hyper's
+/// bounds satisfied for every lifetime.)
+pub type Body = http_body_util::Either<Full<Bytes>, http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>>;
+
+/// A body streamed from `stream` (a backup download).
+pub fn streamed(stream: impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static) -> Body {
+    use http_body_util::BodyExt;
+    let frames = futures_util::StreamExt::map(stream, |chunk| chunk.map(hyper::body::Frame::data));
+    Body::Right(http_body_util::StreamBody::new(frames).boxed_unsync())
+}
 
 /// A body roost wrote itself.
 pub fn full(bytes: impl Into<Bytes>) -> Body {

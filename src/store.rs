@@ -102,7 +102,7 @@ pub struct Usage {
 }
 
 impl Usage {
-    pub fn add(self, other: Usage) -> Usage {
+    pub fn plus(self, other: Usage) -> Usage {
         Usage {
             run_secs: self.run_secs + other.run_secs,
             cpu_secs: self.cpu_secs + other.cpu_secs,

@@ -311,3 +311,131 @@ workspace_hours = 0.0005
     );
     roost.stop().await;
 }
+
+/// `tar -tvf` of `archive`: one line per entry, mode, owner and name (no dates).
+fn listing(archive: &[u8]) -> Vec<String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("tar")
+        .args(["-tvf", "-", "--numeric-owner"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(archive).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "not a tar archive");
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // mode, owner/group, size, date, time, name
+            format!("{} {} {} {}", f[0], f[1], f[2], f[5..].join(" "))
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[tokio::test]
+async fn a_backup_round_trips_a_tree_of_files_with_their_modes() {
+    let Some(w) = World::new("backup").await else { return };
+    let roost = w.roost("drain_grace = \"200ms\"\nstop_timeout = \"2s\"").await;
+    let alice = w.user("alice");
+    let token = w.token(&alice);
+    let admin = admin_token(&w, &w.user("root"));
+    auth_until_ok(&roost, &alice, &token).await;
+    put_file(ready_addr(&roost, &alice), "before.txt", "old");
+    // A tree with modes of its own, packed the way a backup is (under `data/`).
+    let dir = std::env::temp_dir().join(format!("roost-backup-{}", w.cleanup.id));
+    let data = dir.join("data");
+    std::fs::create_dir_all(data.join("sub/deeper")).unwrap();
+    for (name, text, mode) in [
+        ("note.txt", "kept", 0o644),
+        ("private.txt", "mine", 0o640),
+        ("run.sh", "#!/bin/sh\n", 0o755),
+        ("sub/secret", "s3", 0o600),
+        ("sub/deeper/x", "x", 0o644),
+    ] {
+        std::fs::write(data.join(name), text).unwrap();
+        std::fs::set_permissions(data.join(name), std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    }
+    std::fs::set_permissions(data.join("sub"), std::os::unix::fs::PermissionsExt::from_mode(0o750)).unwrap();
+    let packed = std::process::Command::new("tar")
+        .args(["--numeric-owner", "--owner=1000", "--group=1000", "-C"])
+        .arg(&dir)
+        .args(["-cf", "-", "data"])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(packed.status.success());
+    let path = format!("admin/workspaces/{alice}/backup");
+    let send_tar = |token: String, tar: Vec<u8>| {
+        let req = Request::put(roost.public_url(&format!("/_roost/api/v1/{path}")))
+            .header("host", DOMAIN)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/x-tar")
+            .body(Full::new(Bytes::from(tar)))
+            .unwrap();
+        roost.client.send(req)
+    };
+    // Running: the volume is in use.
+    let busy = send_tar(admin.clone(), packed.stdout.clone()).await.unwrap();
+    assert_eq!(busy.status, 409, "{}", busy.body);
+    assert_eq!(
+        send_tar(token.clone(), packed.stdout.clone()).await.unwrap().status,
+        403
+    );
+    assert_eq!(api(&roost, "DELETE", "workspace", &token, None).await.status, 202);
+    let registry = roost.app.workspaces.clone();
+    until(30, "alice's workspace to stop", || {
+        matches!(registry.get(&alice).unwrap().phase(), Phase::Stopped)
+    })
+    .await;
+    let restored = send_tar(admin.clone(), packed.stdout.clone()).await.unwrap();
+    assert_eq!(restored.status, 200, "{}", restored.body);
+    // The raw bytes (the test client reads bodies as text), off this
+    // thread: roost answers on it.
+    let (url, bearer) = (
+        roost.public_url(&format!("/_roost/api/v1/{path}")),
+        format!("authorization: Bearer {admin}"),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-f",
+                "-D",
+                "/dev/stderr",
+                "-H",
+                &format!("host: {DOMAIN}"),
+                "-H",
+                &bearer,
+                &url,
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("content-type: application/x-tar"));
+    let got = listing(&out.stdout);
+    let sent = listing(&packed.stdout);
+    for entry in &sent {
+        assert!(got.contains(entry), "{entry} not in the backup: {got:?}");
+    }
+    assert!(got.iter().any(|l| l.ends_with("data/before.txt")), "{got:?}");
+    // Started again: the files are there.
+    auth_until_ok(&roost, &alice, &token).await;
+    let addr = ready_addr(&roost, &alice);
+    assert_eq!(echo_get(addr, "/files/note.txt"), (200, "kept".to_string()));
+    assert_eq!(echo_get(addr, "/files/before.txt"), (200, "old".to_string()));
+    let actions = audit_actions(&roost, &admin).await;
+    for action in ["restore", "backup"] {
+        assert!(
+            actions.contains(&("admin".into(), action.into(), alice.clone())),
+            "{action}: {actions:?}"
+        );
+    }
+    roost.stop().await;
+}

@@ -73,7 +73,12 @@ pub(super) async fn page(app: &App, req: &Parsed<'_>) -> Result<Response<Body>, 
     });
     let events = app.workspaces.audit().recent(AUDIT_SHOWN).await.unwrap_or_default();
     let html = render(&rows, &events, &c, (&filter, &sort, desc));
-    let mut resp = response::html(StatusCode::OK, html, &sign_out_csp(app), app.forward_auth.origin().is_https());
+    let mut resp = response::html(
+        StatusCode::OK,
+        html,
+        &sign_out_csp(app),
+        app.forward_auth.origin().is_https(),
+    );
     if let Some(cookie) = c.set_cookie {
         resp.headers_mut().append(header::SET_COOKIE, cookie);
     }

@@ -9,8 +9,9 @@
 //! - [`admin`]: every workspace, for admins (403 for anyone else, before
 //!   anything is looked at): `GET admin/workspaces`, `POST
 //!   admin/workspaces/{slug}/stop|remove`, `DELETE
-//!   admin/workspaces/{slug}/volume`, `GET admin/audit`, `POST
-//!   admin/users/{sub}/sign-out`.
+//!   admin/workspaces/{slug}/volume`, `GET|PUT
+//!   admin/workspaces/{slug}/backup` (a tar of the volume, down and up),
+//!   `GET admin/audit`, `POST admin/users/{sub}/sign-out`.
 
 mod admin;
 mod workspace;
@@ -49,6 +50,8 @@ enum Route<'a> {
     /// `admin/workspaces/{slug}/stop|remove`.
     AdminAction(&'a str, &'a str),
     AdminVolume(&'a str),
+    /// `admin/workspaces/{slug}/backup`: GET downloads, PUT restores.
+    AdminBackup(&'a str),
     AdminAudit,
     AdminSignOut(&'a str),
 }
@@ -65,6 +68,7 @@ impl<'a> Route<'a> {
             ["admin", "workspaces"] => Route::AdminWorkspaces,
             ["admin", "workspaces", slug, action @ ("stop" | "remove")] => Route::AdminAction(slug, action),
             ["admin", "workspaces", slug, "volume"] => Route::AdminVolume(slug),
+            ["admin", "workspaces", slug, "backup"] => Route::AdminBackup(slug),
             ["admin", "audit"] => Route::AdminAudit,
             ["admin", "users", sub, "sign-out"] => Route::AdminSignOut(sub),
             _ => return None,
@@ -80,6 +84,7 @@ impl<'a> Route<'a> {
             Route::Workspace => (&[Method::GET, Method::POST, Method::DELETE], "GET, POST, DELETE"),
             Route::WorkspaceProfile => (&[Method::PUT], "PUT"),
             Route::AdminVolume(_) => (&[Method::DELETE], "DELETE"),
+            Route::AdminBackup(_) => (&[Method::GET, Method::PUT], "GET, PUT"),
         }
     }
 
@@ -89,6 +94,7 @@ impl<'a> Route<'a> {
             Route::AdminWorkspaces
                 | Route::AdminAction(..)
                 | Route::AdminVolume(_)
+                | Route::AdminBackup(_)
                 | Route::AdminAudit
                 | Route::AdminSignOut(_)
         )
@@ -119,8 +125,18 @@ pub(super) async fn handle<B: RequestBody>(app: &App, req: &Parsed<'_>, body: B)
         return Err(HttpError::Forbidden("admins only"));
     }
     check_csrf(req, &c)?;
+    if let Route::AdminBackup(slug) = route {
+        let mut resp = match *req.method {
+            Method::PUT => admin::restore(app, &c, slug, body).await?,
+            _ => admin::backup(app, &c, slug).await?,
+        };
+        if let Some(cookie) = c.set_cookie {
+            resp.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        return Ok(resp);
+    }
     let (status, value) = match route {
-        Route::OpenApi => return Err(HttpError::NotFound),
+        Route::OpenApi | Route::AdminBackup(_) => return Err(HttpError::NotFound),
         Route::Legacy(what) => workspace::legacy(app, &c, what).await?,
         Route::Workspace => workspace::workspace(app, req, &c, body).await?,
         Route::WorkspaceProfile => workspace::choose_profile(app, &c, body).await?,

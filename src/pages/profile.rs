@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
+use crate::app::App;
 use crate::audit::{Actor, Event};
 use crate::error::HttpError;
 use crate::forward_auth::Authenticated as Caller;
-use crate::app::App;
 use crate::workspace::profiles::Choice;
 use crate::workspace::registry::state_of;
 

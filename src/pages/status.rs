@@ -169,7 +169,11 @@ fn profile_picker(app: &App, status: &Status, c: &Caller) -> String {
         )
     });
     let Some(token) = c.csrf.as_deref().filter(|_| profiles.len() > 1) else {
-        return if profiles.len() > 1 { format!("<h2>Environment</h2>{describe}") } else { String::new() };
+        return if profiles.len() > 1 {
+            format!("<h2>Environment</h2>{describe}")
+        } else {
+            String::new()
+        };
     };
     let options: String = profiles
         .iter()
@@ -180,7 +184,11 @@ fn profile_picker(app: &App, status: &Status, c: &Caller) -> String {
                 description = escape(&p.description),
                 selected = if *p.name == *status.profile { " selected" } else { "" },
                 disabled = if p.open_to(&c.identity) { "" } else { " disabled" },
-                locked = if p.open_to(&c.identity) { "" } else { " (needs a permission)" },
+                locked = if p.open_to(&c.identity) {
+                    ""
+                } else {
+                    " (needs a permission)"
+                },
             )
         })
         .collect();

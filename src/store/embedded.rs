@@ -299,7 +299,7 @@ impl Store for Embedded {
                     .get(&(window, slug.to_string()))
                     .copied()
                     .unwrap_or_default()
-                    .add(used)
+                    .plus(used)
             };
             self.persist(Line::Usage {
                 window,
@@ -367,7 +367,7 @@ mod tests {
         assert_eq!(store.profile("bob-2").await.unwrap(), None);
         let slugs: Vec<Arc<str>> = vec!["alice-1".into(), "bob-2".into()];
         let totals = store.usage(&slugs, 100).await.unwrap();
-        assert_eq!(totals, vec![used.add(used), Usage::default()]);
+        assert_eq!(totals, vec![used.plus(used), Usage::default()]);
         assert_eq!(store.recent_audit(5).await.unwrap(), vec![r#"{"n":2}"#, r#"{"n":1}"#]);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -24,8 +24,8 @@ use futures_util::stream::StreamExt;
 use tokio::sync::{Mutex, OnceCell};
 
 use super::runtime::{
-    Action, ContainerInfo, ContainerState, EventStream, Progress, Running, Runtime, RuntimeError, RuntimeEvent, Stats,
-    Step,
+    Action, ByteStream, ContainerInfo, ContainerState, EventStream, Progress, Running, Runtime, RuntimeError,
+    RuntimeEvent, Stats, Step,
 };
 use super::spec::{
     container_name, ownership, Ownership, WorkspaceSpec, DEFAULT_DEPLOYMENT, LABEL_CONFIG_HASH, LABEL_DEPLOYMENT,
@@ -330,6 +330,14 @@ impl Runtime for DockerRuntime {
                 Err(e) => Err(engine(e)),
             }
         })
+    }
+
+    fn export_volume<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, Result<ByteStream, RuntimeError>> {
+        Box::pin(self.export_volume_of(slug))
+    }
+
+    fn import_volume<'a>(&'a self, slug: &'a str, tar: ByteStream) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(self.import_volume_of(slug, tar))
     }
 
     fn remove_volume<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, Result<bool, RuntimeError>> {

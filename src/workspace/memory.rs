@@ -21,8 +21,8 @@ use futures_util::stream;
 use tokio::sync::broadcast;
 
 use super::runtime::{
-    Action, ContainerInfo, ContainerState, EventStream, FailReason, Progress, Running, Runtime, RuntimeError,
-    RuntimeEvent, Stats, Step,
+    Action, ByteStream, ContainerInfo, ContainerState, EventStream, FailReason, Progress, Running, Runtime,
+    RuntimeError, RuntimeEvent, Stats, Step,
 };
 use super::spec::WorkspaceSpec;
 use crate::clock::{Clock, SystemClock};
@@ -293,6 +293,15 @@ impl Runtime for MemoryRuntime {
         // No volumes here: a workspace's "volume" lasts while its name was used.
         let existed = self.state().volumes.remove(slug);
         Box::pin(async move { Ok(existed) })
+    }
+
+    fn export_volume<'a>(&'a self, _slug: &'a str) -> BoxFuture<'a, Result<ByteStream, RuntimeError>> {
+        // No files here: backups are tested against the real engine.
+        Box::pin(async { Err(RuntimeError::NoSuchWorkspace) })
+    }
+
+    fn import_volume<'a>(&'a self, _slug: &'a str, _tar: ByteStream) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async { Err(RuntimeError::NoSuchWorkspace) })
     }
 
     fn inspect<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, Result<Option<ContainerInfo>, RuntimeError>> {

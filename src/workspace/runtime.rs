@@ -26,6 +26,10 @@ pub enum RuntimeError {
     StartTimeout(Duration),
     #[error("workspace not ready yet")]
     NotReady { retry_after: Duration },
+    /// A start or a stop is under way: what was asked conflicts with it
+    /// (409 + `Retry-After`), where [`RuntimeError::NotReady`] is a wait.
+    #[error("workspace busy starting or stopping")]
+    Busy { retry_after: Duration },
     #[error("too many workspaces {0}")]
     AtCapacity(&'static str, Duration),
     #[error("no such workspace")]
@@ -59,7 +63,7 @@ impl RuntimeError {
             RuntimeError::ImageMissing(_) => FailReason::ImageMissing,
             RuntimeError::Exited { .. } => FailReason::Exited,
             RuntimeError::StartTimeout(_) => FailReason::StartTimeout,
-            RuntimeError::NotReady { .. } => FailReason::NotReady,
+            RuntimeError::NotReady { .. } | RuntimeError::Busy { .. } => FailReason::NotReady,
             RuntimeError::AtCapacity(..) => FailReason::Capacity,
             RuntimeError::NoSuchWorkspace => FailReason::NoSuchWorkspace,
             RuntimeError::NameTaken(_) => FailReason::NameTaken,
@@ -286,6 +290,9 @@ pub enum RuntimeEvent {
     Destroyed { slug: String },
 }
 
+/// Bytes streamed to or from the engine.
+pub type ByteStream = BoxStream<'static, Result<bytes::Bytes, std::io::Error>>;
+
 pub type EventStream = BoxStream<'static, Result<RuntimeEvent, RuntimeError>>;
 
 /// What ensure reports while it works, for progress displays.
@@ -309,6 +316,14 @@ pub trait Runtime: Send + Sync + 'static {
     /// only a volume labelled as this deployment's and this workspace's;
     /// `false` when there is none.
     fn remove_volume<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, Result<bool, RuntimeError>>;
+    /// The files of workspace `slug`'s volume as a tar archive (entries
+    /// under the last part of its mount path), read through its container,
+    /// which must exist and be stopped (the engine's archive API: no
+    /// helper image).
+    fn export_volume<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, Result<ByteStream, RuntimeError>>;
+    /// Unpacks `tar` (as [`Runtime::export_volume`] made it) into the
+    /// volume, through its stopped container; modes and owners kept.
+    fn import_volume<'a>(&'a self, slug: &'a str, tar: ByteStream) -> BoxFuture<'a, Result<(), RuntimeError>>;
     /// One workspace's container, if it exists.
     fn inspect<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, Result<Option<ContainerInfo>, RuntimeError>>;
     /// Every container roost manages.

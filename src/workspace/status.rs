@@ -160,7 +160,7 @@ impl Registry {
             return Ok(()); // not running here: nothing to stop
         };
         match entry.phase() {
-            Phase::Starting(_) => Err(RuntimeError::NotReady {
+            Phase::Starting(_) => Err(RuntimeError::Busy {
                 retry_after: Duration::from_secs(2),
             }),
             Phase::Ready(_) => {
@@ -178,7 +178,7 @@ impl Registry {
         if let Some(entry) = self.get(slug) {
             match entry.phase() {
                 Phase::Starting(_) => {
-                    return Err(RuntimeError::NotReady {
+                    return Err(RuntimeError::Busy {
                         retry_after: Duration::from_secs(2),
                     })
                 }

@@ -11,9 +11,14 @@ use crate::audit::{Actor, Event};
 use crate::clock::now_secs;
 use crate::error::HttpError;
 use crate::forward_auth::Authenticated as Caller;
-use crate::request::Parsed;
+use crate::request::{Parsed, RequestBody};
+use crate::response::{self, Body};
 use crate::slug::is_label;
 use crate::store::Revocation;
+use crate::workspace::registry::Phase;
+use futures_util::StreamExt;
+use http::header::{self, HeaderValue};
+use http::Response;
 
 type Answer = Result<(StatusCode, Value), HttpError>;
 
@@ -73,6 +78,65 @@ pub(super) async fn purge(app: &App, req: &Parsed<'_>, c: &Caller, raw: &str) ->
         .result(&result, |e| format!("failed: {}", e.reason()));
     app.workspaces.audit().record(event).await;
     Ok((StatusCode::OK, json!({ "workspace": slug, "removed": result? })))
+}
+
+/// A workspace whose volume may be read or written through its container:
+/// known, and stopped (409 otherwise).
+fn stopped(app: &App, slug: &str) -> Result<(), HttpError> {
+    match app.workspaces.get(slug).map(|e| e.phase()) {
+        Some(Phase::Stopped | Phase::Failed(_)) | None => Ok(()),
+        Some(_) => Err(HttpError::Conflict("stop the workspace first: its volume is in use")),
+    }
+}
+
+/// `GET admin/workspaces/{slug}/backup`: the volume as a tar archive.
+pub(super) async fn backup(app: &App, c: &Caller, raw: &str) -> Result<Response<Body>, HttpError> {
+    let slug = slug(raw)?;
+    stopped(app, slug)?;
+    let result = app.workspaces.runtime().export_volume(slug).await;
+    let event = Event::new(Actor::Admin, "backup")
+        .by(&c.identity.sub)
+        .workspace(slug)
+        .result(&result, |e| format!("failed: {}", e.reason()));
+    app.workspaces.audit().record(event).await;
+    let tar = result?;
+    let mut resp = Response::new(response::streamed(tar));
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{slug}.tar\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}
+
+/// `PUT admin/workspaces/{slug}/backup`: unpacks a tar archive (as the
+/// download is) into the volume; files it names are replaced, others kept.
+pub(super) async fn restore<B: RequestBody>(
+    app: &App,
+    c: &Caller,
+    raw: &str,
+    body: B,
+) -> Result<Response<Body>, HttpError> {
+    let slug = slug(raw)?;
+    stopped(app, slug)?;
+    let frames = http_body_util::BodyStream::new(body).filter_map(|frame| {
+        futures_util::future::ready(match frame {
+            Ok(frame) => frame.into_data().ok().map(Ok),
+            Err(e) => Some(Err(std::io::Error::other(e.into()))),
+        })
+    });
+    let result = app.workspaces.runtime().import_volume(slug, Box::pin(frames)).await;
+    let event = Event::new(Actor::Admin, "restore")
+        .by(&c.identity.sub)
+        .workspace(slug)
+        .result(&result, |e| format!("failed: {}", e.reason()));
+    app.workspaces.audit().record(event).await;
+    result?;
+    Ok(response::json(
+        StatusCode::OK,
+        &json!({ "workspace": slug, "restored": true }),
+    ))
 }
 
 /// `GET admin/audit?limit=`: the newest records first.

@@ -4,6 +4,11 @@
 use std::collections::HashMap;
 
 use bollard::models::VolumeCreateRequest;
+use bollard::query_parameters::{DownloadFromContainerOptions, UploadToContainerOptions};
+use futures_util::StreamExt;
+
+use crate::workspace::runtime::ByteStream;
+use crate::workspace::spec::container_name;
 
 use super::{engine, status_of, DockerRuntime};
 use crate::workspace::runtime::RuntimeError;
@@ -13,6 +18,56 @@ use crate::workspace::spec::{
 };
 
 impl DockerRuntime {
+    /// The stopped container of `slug` and where its volume is mounted.
+    async fn volume_mount(&self, slug: &str) -> Result<(String, String), RuntimeError> {
+        let c = self
+            .inspect_raw(&container_name(&self.deployment, slug))
+            .await?
+            .ok_or(RuntimeError::NoSuchWorkspace)?;
+        if c.state.as_ref().and_then(|s| s.running).unwrap_or(false) {
+            return Err(RuntimeError::Busy {
+                retry_after: std::time::Duration::from_secs(5),
+            });
+        }
+        let volume = volume_name(&self.deployment, slug);
+        let path = c
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .find(|m| m.name.as_deref() == Some(volume.as_str()))
+            .and_then(|m| m.destination)
+            .ok_or(RuntimeError::NoSuchWorkspace)?;
+        Ok((c.id.unwrap_or_default(), path))
+    }
+
+    /// See [`crate::workspace::runtime::Runtime::export_volume`].
+    pub(super) async fn export_volume_of(&self, slug: &str) -> Result<ByteStream, RuntimeError> {
+        let (id, path) = self.volume_mount(slug).await?;
+        let docker = self.client().await?;
+        let options = DownloadFromContainerOptions { path };
+        let stream = docker
+            .download_from_container(&id, Some(options))
+            .map(|chunk| chunk.map_err(std::io::Error::other));
+        Ok(Box::pin(stream))
+    }
+
+    /// See [`crate::workspace::runtime::Runtime::import_volume`].
+    pub(super) async fn import_volume_of(&self, slug: &str, tar: ByteStream) -> Result<(), RuntimeError> {
+        let (id, path) = self.volume_mount(slug).await?;
+        let parent = std::path::Path::new(&path)
+            .parent()
+            .map_or("/".to_string(), |p| p.display().to_string());
+        let docker = self.client().await?;
+        let options = UploadToContainerOptions {
+            path: parent,
+            ..Default::default()
+        };
+        docker
+            .upload_to_container(&id, Some(options), bollard::body_try_stream(tar))
+            .await
+            .map_err(engine)
+    }
+
     /// See [`crate::workspace::runtime::Runtime::remove_volume`].
     pub(super) async fn remove_volume_of(&self, slug: &str) -> Result<bool, RuntimeError> {
         let docker = self.client().await?;

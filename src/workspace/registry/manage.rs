@@ -61,7 +61,7 @@ pub fn state_of(phase: Phase) -> &'static str {
 }
 
 fn busy() -> RuntimeError {
-    RuntimeError::NotReady {
+    RuntimeError::Busy {
         retry_after: Duration::from_secs(2),
     }
 }
