@@ -169,7 +169,10 @@ async fn a_person_signs_in_with_a_browser_and_lands_in_their_workspace() {
         })
         .await;
     let page = alice_browser.client.source().await.unwrap();
-    assert!(page.contains("Environment") && page.contains("value=\"lean\""), "{page}");
+    assert!(
+        page.contains("Environment") && page.contains("value=\"lean\""),
+        "{page}"
+    );
     let status = alice_browser.screenshot("status-page").await;
     assert_png(&status);
 
@@ -178,10 +181,15 @@ async fn a_person_signs_in_with_a_browser_and_lands_in_their_workspace() {
     alice_browser.client.goto(&console_url).await.unwrap();
     let console = alice_browser
         .page_until(30, "the admin console", |url, src| {
-            url == console_url && src.contains("id=\"workspaces\"") && src.contains(&format!("data-workspace=\"{alice}\""))
+            url == console_url
+                && src.contains("id=\"workspaces\"")
+                && src.contains(&format!("data-workspace=\"{alice}\""))
         })
         .await;
-    assert!(console.contains("Recent audit events") && console.contains("Purge"), "{console}");
+    assert!(
+        console.contains("Recent audit events") && console.contains("Purge"),
+        "{console}"
+    );
     let shot = alice_browser.screenshot("admin-console").await;
     assert_png(&shot);
     alice_browser.client.goto(&status_url).await.unwrap();

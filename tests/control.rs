@@ -1,6 +1,6 @@
 //! Operators and users in control, on the real engine: a profile switch
 //! recreates the workspace in the new image on the same volume (files
-//! kept); a purge removes the container and the volume (for its owner
+//! kept, written and read through the real Traefik); a purge removes the container and the volume (for its owner
 //! with a confirmation, for an admin on anyone's); a quota runs out and
 //! the workspace is drained and stopped, starts are refused with 429 and
 //! the reset time; every action lands in the audit trail.
@@ -17,6 +17,7 @@ use support::docker;
 use support::http::Reply;
 use support::roost::{TestRoost, AUDIENCE, DOMAIN};
 use support::tokens::{auth0_claims, sign};
+use support::traefik::Traefik;
 use support::workspace::{auth_until_ok, container, echo_get, ready_addr, until, World};
 
 /// A second profile: the same server from another image, and a quicker idle timeout.
@@ -86,18 +87,62 @@ async fn audit_actions(roost: &TestRoost, admin: &str) -> Vec<(String, String, S
         .collect()
 }
 
+/// `method path` on `user`'s workspace through Traefik until it answers
+/// `want` (a start, a route being replaced: polled with a deadline).
+async fn through_traefik(
+    t: &Traefik,
+    roost: &TestRoost,
+    user: &str,
+    token: &str,
+    req: (&str, &str, &str),
+    want: u16,
+) -> Reply {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let (method, path, body) = req;
+        let r = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", t.web))
+            .header("host", support::roost::workspace_host(user))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        let reply = roost.client.send(r).await.unwrap();
+        if reply.status == want {
+            return reply;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{method} {path}: {} {}",
+            reply.status,
+            reply.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_profile_switch_keeps_the_files_and_runs_the_new_image() {
     let Some(w) = World::new("profile").await else { return };
     let roost = w
         .roost(&format!("drain_grace = \"200ms\"\nstop_timeout = \"2s\"\n{PROFILES}"))
         .await;
+    let Some(traefik) = Traefik::start(&roost.provider_base()).await else {
+        return;
+    };
     let alice = w.user("alice");
     let token = w.token(&alice);
     let started = api(&roost, "POST", "workspace", &token, None).await;
     assert_eq!(started.status, 202, "{}", started.body);
-    auth_until_ok(&roost, &alice, &token).await;
-    put_file(ready_addr(&roost, &alice), "note.txt", "kept");
+    through_traefik(
+        &traefik,
+        &roost,
+        &alice,
+        &token,
+        ("PUT", "/files/note.txt", "kept"),
+        201,
+    )
+    .await;
     assert_eq!(
         docker::inspect(&container(&alice), "{{.Config.Image}}"),
         "roost-echo:test"
@@ -158,10 +203,10 @@ async fn a_profile_switch_keeps_the_files_and_runs_the_new_image() {
     })
     .await;
     auth_until_ok(&roost, &alice, &token).await;
-    let addr = ready_addr(&roost, &alice);
-    assert_eq!(echo_get(addr, "/files/note.txt"), (200, "kept".to_string()));
-    let (_, described) = echo_get(addr, "/");
-    let described: Value = serde_json::from_str(&described).unwrap();
+    let read = through_traefik(&traefik, &roost, &alice, &token, ("GET", "/files/note.txt", ""), 200).await;
+    assert_eq!(read.body, "kept");
+    let described = through_traefik(&traefik, &roost, &alice, &token, ("GET", "/", ""), 200).await;
+    let described: Value = serde_json::from_str(&described.body).unwrap();
     assert_eq!(described["env"]["ROOST_PROFILE"], "lean");
     let status = json_of(&api(&roost, "GET", "workspace", &token, None).await);
     assert_eq!(

@@ -26,7 +26,12 @@ permission = "roost:gpu"
 async fn running(app: &roost::app::App, cookie: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let r = send(app, Listener::Public, req("GET", DOMAIN, "/_roost/api/v1/workspace", &[("cookie", cookie)])).await;
+        let r = send(
+            app,
+            Listener::Public,
+            req("GET", DOMAIN, "/_roost/api/v1/workspace", &[("cookie", cookie)]),
+        )
+        .await;
         if r.body.contains("\"running\"") {
             return;
         }
@@ -48,25 +53,47 @@ async fn the_status_page_offers_the_profiles_and_a_switch_asks_first() {
     // Without its permission a profile shows, but cannot be chosen.
     assert!(page.body.contains("<option value=\"gpu\" disabled>"), "{}", page.body);
     let post = |body: String| send(&app, Listener::Public, form(DOMAIN, "/_roost/profile", &[c], &body));
-    assert_eq!(post(format!("csrf={csrf}&profile=gpu")).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(post(format!("csrf={csrf}&profile=nope")).await.status, StatusCode::BAD_REQUEST);
-    assert_eq!(post("csrf=wrong&profile=lean".into()).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        post(format!("csrf={csrf}&profile=gpu")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(format!("csrf={csrf}&profile=nope")).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        post("csrf=wrong&profile=lean".into()).await.status,
+        StatusCode::FORBIDDEN
+    );
     // Stopped: chosen at once, for the next start.
     let r = post(format!("csrf={csrf}&profile=lean")).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let page = send(&app, Listener::Public, req("GET", DOMAIN, "/_roost/", &[c])).await;
-    assert!(page.body.contains("<strong id=\"profile\">lean</strong>"), "{}", page.body);
+    assert!(
+        page.body.contains("<strong id=\"profile\">lean</strong>"),
+        "{}",
+        page.body
+    );
     // Running: the box must be ticked.
     let started = send(
         &app,
         Listener::Public,
-        req("POST", DOMAIN, "/_roost/api/v1/workspace", &[c, ("x-roost-csrf", &csrf)]),
+        req(
+            "POST",
+            DOMAIN,
+            "/_roost/api/v1/workspace",
+            &[c, ("x-roost-csrf", &csrf)],
+        ),
     )
     .await;
     assert_eq!(started.status, 202, "{}", started.body);
     running(&app, &cookie).await;
     let page = send(&app, Listener::Public, req("GET", DOMAIN, "/_roost/", &[c])).await;
-    assert!(page.body.contains("name=\"confirm\" value=\"1\" required"), "{}", page.body);
+    assert!(
+        page.body.contains("name=\"confirm\" value=\"1\" required"),
+        "{}",
+        page.body
+    );
     let r = post(format!("csrf={csrf}&profile=default")).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
     let r = post(format!("csrf={csrf}&profile=default&confirm=1")).await;
@@ -84,7 +111,12 @@ async fn the_console_is_for_admins_and_its_actions_need_a_confirmation() {
     let started = send(
         &app,
         Listener::Public,
-        req("POST", DOMAIN, "/_roost/api/v1/workspace", &[("cookie", &alice), ("x-roost-csrf", &alice_csrf)]),
+        req(
+            "POST",
+            DOMAIN,
+            "/_roost/api/v1/workspace",
+            &[("cookie", &alice), ("x-roost-csrf", &alice_csrf)],
+        ),
     )
     .await;
     assert_eq!(started.status, 202);
@@ -93,7 +125,14 @@ async fn the_console_is_for_admins_and_its_actions_need_a_confirmation() {
         let path = format!("/_roost/admin{query}");
         let cookie = who.to_string();
         let app = app.clone();
-        async move { send(&app, Listener::Public, req("GET", DOMAIN, &path, &[("cookie", &cookie), HTML])).await }
+        async move {
+            send(
+                &app,
+                Listener::Public,
+                req("GET", DOMAIN, &path, &[("cookie", &cookie), HTML]),
+            )
+            .await
+        }
     };
     let refused = console(&alice, "").await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
@@ -103,8 +142,15 @@ async fn the_console_is_for_admins_and_its_actions_need_a_confirmation() {
     assert!(page.body.contains("data-workspace=\"alice\""), "{}", page.body);
     assert!(page.body.contains("Owner ▼"), "{}", page.body);
     assert!(page.body.contains("Recent audit events"));
-    assert!(page.body.contains("<td>start</td>"), "the user's start is in the trail: {}", page.body);
-    assert!(!console(&root, "?q=nobody-like-this").await.body.contains("data-workspace=\"alice\""));
+    assert!(
+        page.body.contains("<td>start</td>"),
+        "the user's start is in the trail: {}",
+        page.body
+    );
+    assert!(!console(&root, "?q=nobody-like-this")
+        .await
+        .body
+        .contains("data-workspace=\"alice\""));
     let act = |cookie: &str, body: String| {
         send(
             &app,
@@ -113,13 +159,42 @@ async fn the_console_is_for_admins_and_its_actions_need_a_confirmation() {
         )
     };
     // Not an admin; no form token; not confirmed; the wrong name typed.
-    assert_eq!(act(&alice, format!("csrf={alice_csrf}&workspace=alice&action=stop&confirm=1")).await.status, 403);
-    assert_eq!(act(&root, "workspace=alice&action=stop&confirm=1".into()).await.status, 403);
-    assert_eq!(act(&root, format!("csrf={csrf}&workspace=alice&action=stop")).await.status, 400);
-    assert_eq!(act(&root, format!("csrf={csrf}&workspace=alice&action=purge&confirm=bob")).await.status, 400);
-    assert!(console(&root, "").await.body.contains("<td class=\"state\">running</td>"));
+    assert_eq!(
+        act(
+            &alice,
+            format!("csrf={alice_csrf}&workspace=alice&action=stop&confirm=1")
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        act(&root, "workspace=alice&action=stop&confirm=1".into()).await.status,
+        403
+    );
+    assert_eq!(
+        act(&root, format!("csrf={csrf}&workspace=alice&action=stop"))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        act(&root, format!("csrf={csrf}&workspace=alice&action=purge&confirm=bob"))
+            .await
+            .status,
+        400
+    );
+    assert!(console(&root, "")
+        .await
+        .body
+        .contains("<td class=\"state\">running</td>"));
     let r = act(&root, format!("csrf={csrf}&workspace=alice&action=stop&confirm=1")).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let page = console(&root, "").await;
-    assert!(page.body.contains("<td>admin</td><td>root</td><td>stop</td><td>alice</td>"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("<td>admin</td><td>root</td><td>stop</td><td>alice</td>"),
+        "{}",
+        page.body
+    );
 }
