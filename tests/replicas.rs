@@ -417,3 +417,36 @@ async fn a_sign_in_state_is_used_once_across_replicas_and_waits_for_redis() {
         roost.stop().await;
     }
 }
+
+#[tokio::test]
+async fn profile_choices_the_audit_trail_and_quota_use_are_shared_through_redis() {
+    use roost::store::{Shared, Store, Usage};
+    let Some(redis) = Redis::start().await else { return };
+    let one = Shared::connect(&redis.url(), "shared-test").await.expect("replica one");
+    let two = Shared::connect(&redis.url(), "shared-test").await.expect("replica two");
+    one.set_profile("alice-1", Some("lean")).await.unwrap();
+    assert_eq!(two.profile("alice-1").await.unwrap().as_deref(), Some("lean"));
+    two.set_profile("alice-1", None).await.unwrap();
+    assert_eq!(one.profile("alice-1").await.unwrap(), None);
+    for n in 1..=3 {
+        one.append_audit(&format!("{{\"n\":{n}}}")).await.unwrap();
+    }
+    assert_eq!(two.recent_audit(2).await.unwrap(), ["{\"n\":3}", "{\"n\":2}"]);
+    let used = Usage {
+        run_secs: 30.0,
+        cpu_secs: 0.5,
+    };
+    one.add_usage("alice-1", 1000, used).await.unwrap();
+    let total = two.add_usage("alice-1", 1000, used).await.unwrap();
+    assert_eq!(total, used.plus(used));
+    let slugs: Vec<std::sync::Arc<str>> = vec!["alice-1".into(), "bob-2".into()];
+    assert_eq!(
+        one.usage(&slugs, 1000).await.unwrap(),
+        [used.plus(used), Usage::default()]
+    );
+    // Another period starts from nothing.
+    assert_eq!(
+        one.usage(&slugs, 2000).await.unwrap(),
+        [Usage::default(), Usage::default()]
+    );
+}
