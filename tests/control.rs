@@ -18,7 +18,7 @@ use support::http::Reply;
 use support::roost::{TestRoost, AUDIENCE, DOMAIN};
 use support::tokens::{auth0_claims, sign};
 use support::traefik::Traefik;
-use support::workspace::{auth_until_ok, container, echo_get, ready_addr, until, World};
+use support::workspace::{auth_until_ok, container, echo_get, put_file, ready_addr, until, World};
 
 /// A second profile: the same server from another image, and a quicker idle timeout.
 const PROFILES: &str = r#"
@@ -52,25 +52,6 @@ fn admin_token(w: &World, user: &str) -> String {
     let mut claims = auth0_claims(&w.issuer.url, AUDIENCE, user);
     claims["permissions"] = json!(["roost:admin"]);
     sign("k1", Some("k1"), &claims)
-}
-
-fn put_file(addr: std::net::SocketAddr, name: &str, body: &str) {
-    let out = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "PUT",
-            "--data",
-            body,
-        ])
-        .arg(format!("http://{addr}/files/{name}"))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "201");
 }
 
 async fn audit_actions(roost: &TestRoost, admin: &str) -> Vec<(String, String, String)> {

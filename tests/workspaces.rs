@@ -12,7 +12,7 @@ use roost::workspace::runtime::Runtime;
 use support::docker;
 use support::roost::{workspace_host, TestRoost, AUDIENCE};
 use support::tokens::sign;
-use support::workspace::{auth_until_ok, container, echo_get, ready_addr, until, World};
+use support::workspace::{auth_until_ok, container, echo_get, put_file, ready_addr, until, World};
 
 #[tokio::test]
 async fn first_request_spawns_a_hardened_workspace() {
@@ -193,22 +193,7 @@ async fn a_stopped_workspace_wakes_with_its_data() {
     let token = w.token(&alice);
     auth_until_ok(&roost, &alice, &token).await;
     let addr = ready_addr(&roost, &alice);
-    let put = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "PUT",
-            "--data",
-            "kept",
-        ])
-        .arg(format!("http://{addr}/files/note.txt"))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&put.stdout), "201");
+    put_file(addr, "note.txt", "kept");
     let id = docker::inspect(&container(&alice), "{{.Id}}");
     // Stopped behind roost's back: the engine's events tell the registry.
     assert!(std::process::Command::new("docker")

@@ -9,7 +9,7 @@ use std::cmp::Ordering;
 use http::header;
 use http::{Method, Response, StatusCode};
 
-use super::form::check_form_token;
+use super::form::session_form;
 use super::{caller, sign_out_csp, to_sign_in, Caller};
 use crate::app::App;
 use crate::audit::{Actor, Event};
@@ -192,17 +192,8 @@ pub(super) async fn action<B: RequestBody>(app: &App, req: &Parsed<'_>, body: B)
     if !c.identity.admin {
         return Err(HttpError::Forbidden("admins only"));
     }
-    let expected = c
-        .csrf
-        .as_deref()
-        .ok_or(HttpError::Forbidden("forms need a browser session"))?;
-    let form = check_form_token(req, body, expected).await?;
-    let field = |name: &str| {
-        url::form_urlencoded::parse(&form)
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
-    };
+    let form = session_form(req, body, &c).await?;
+    let field = |name: &str| form.field(name).unwrap_or_default();
     let (slug, action, confirm) = (field("workspace"), field("action"), field("confirm"));
     if !is_label(&slug) {
         return Err(HttpError::NotFound);

@@ -32,6 +32,32 @@ pub(super) async fn check_form_token<B: RequestBody>(
     }
 }
 
+/// A posted form whose token was checked.
+pub(super) struct Form(Bytes);
+
+impl Form {
+    /// The value of field `name`, decoded.
+    pub(super) fn field(&self, name: &str) -> Option<String> {
+        url::form_urlencoded::parse(&self.0)
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+}
+
+/// The form a browser session posted, its token checked; forms are for
+/// sessions (a bearer token has no form token).
+pub(super) async fn session_form<B: RequestBody>(
+    req: &Parsed<'_>,
+    body: B,
+    c: &crate::forward_auth::Authenticated,
+) -> Result<Form, HttpError> {
+    let expected = c
+        .csrf
+        .as_deref()
+        .ok_or(HttpError::Forbidden("forms need a browser session"))?;
+    Ok(Form(check_form_token(req, body, expected).await?))
+}
+
 async fn read_form<B: RequestBody>(req: &Parsed<'_>, body: B) -> Result<Bytes, HttpError> {
     let form = req
         .headers

@@ -10,7 +10,7 @@ use std::time::Duration;
 use http::header;
 use http::{Method, Response, StatusCode};
 
-use super::form::check_form_token;
+use super::form::session_form;
 use super::{caller, perform, sign_out_csp, to_sign_in, Caller};
 use crate::app::App;
 use crate::error::HttpError;
@@ -215,18 +215,11 @@ pub(super) async fn choose_profile<B: RequestBody>(
     body: B,
 ) -> Result<Response<Body>, HttpError> {
     let c = caller(app, req).await?;
-    let expected = c
-        .csrf
-        .as_deref()
-        .ok_or(HttpError::Forbidden("forms need a browser session"))?;
-    let form = check_form_token(req, body, expected).await?;
-    let field = |name: &str| {
-        url::form_urlencoded::parse(&form)
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-    };
-    let profile = field("profile").ok_or(HttpError::BadRequest("no profile chosen"))?;
-    let confirm = field("confirm").as_deref() == Some("1");
+    let form = session_form(req, body, &c).await?;
+    let profile = form
+        .field("profile")
+        .ok_or(HttpError::BadRequest("no profile chosen"))?;
+    let confirm = form.field("confirm").as_deref() == Some("1");
     crate::pages::profile::switch_profile(app, &c, &profile, confirm).await?;
     let mut resp = redirect(StatusCode::SEE_OTHER, &app.forward_auth.origin().url("/_roost/"));
     if let Some(cookie) = c.set_cookie {
@@ -239,11 +232,7 @@ pub(super) async fn choose_profile<B: RequestBody>(
 /// form token must come with it; then back to the page (303).
 pub(super) async fn action<B: RequestBody>(app: &App, req: &Parsed<'_>, body: B) -> Result<Response<Body>, HttpError> {
     let c = caller(app, req).await?;
-    let expected = c
-        .csrf
-        .as_deref()
-        .ok_or(HttpError::Forbidden("forms need a browser session"))?;
-    check_form_token(req, body, expected).await?;
+    session_form(req, body, &c).await?;
     perform(app, &c, req.path().trim_start_matches("/_roost/")).await?;
     let mut resp = redirect(StatusCode::SEE_OTHER, &app.forward_auth.origin().url("/_roost/"));
     if let Some(cookie) = c.set_cookie {

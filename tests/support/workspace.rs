@@ -87,6 +87,26 @@ pub async fn auth_until_ok(roost: &TestRoost, user: &str, token: &str) -> super:
     }
 }
 
+/// Stores `body` as file `name` on the volume, through the echo server.
+pub fn put_file(addr: std::net::SocketAddr, name: &str, body: &str) {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "PUT",
+            "--data",
+            body,
+        ])
+        .arg(format!("http://{addr}/files/{name}"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "201");
+}
+
 pub fn echo_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let out = std::process::Command::new("curl")
         .args(["-s", "-w", "\n%{http_code}", &format!("http://{addr}{path}")])
