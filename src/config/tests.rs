@@ -207,3 +207,50 @@ fn check_config_says_what_was_meant_and_how_to_write_it() {
     );
     assert!(problem("workspace.tmp_size").starts_with("\"lots\" is not a size: write a number and a unit"));
 }
+
+#[test]
+fn a_profile_is_the_workspace_with_its_own_keys_and_every_bad_one_is_named() {
+    let good = format!(
+        "{MINIMAL}idle_timeout = \"10m\"\nmemory = \"2GiB\"\n\
+         [[profiles]]\nname = \"python\"\ndescription = \"Python\"\nimage = \"py:1\"\ncpus = 2.0\n\
+         env = {{ A = \"1\" }}\npermission = \"roost:python\"\nmax_lifetime = \"2h\"\n\
+         [quota]\nworkspace_hours = 10\nexempt_permission = \"roost:unlimited\"\n"
+    );
+    let c = Config::from_toml(&good, Secrets::default()).unwrap();
+    let p = &c.profiles[0];
+    assert_eq!(
+        (p.name.as_str(), p.workspace.image.as_str(), p.workspace.cpus),
+        ("python", "py:1", 2.0)
+    );
+    // What it does not set is [workspace]'s.
+    assert_eq!(p.workspace.memory, 2 * 1024 * 1024 * 1024);
+    assert_eq!(p.workspace.idle_timeout, Duration::from_secs(600));
+    assert_eq!(p.workspace.max_lifetime, Duration::from_secs(7200));
+    assert_eq!(c.quota.workspace_hours, Some(10.0));
+    assert_eq!(c.permissions_read(), ["roost:python", "roost:unlimited"]);
+
+    let bad = format!(
+        "{MINIMAL}idle_timeout = \"3h\"\n\
+         [[profiles]]\nname = \"default\"\ndescription = \"x\"\nimage = \"a\"\n\
+         [[profiles]]\nname = \"Bad Name\"\nimage = \"b\"\nmemory = \"lots\"\n\
+         [[profiles]]\nname = \"short\"\ndescription = \"y\"\nimage = \"c\"\nmax_lifetime = \"1h\"\n\
+         [[profiles]]\nname = \"twice\"\ndescription = \"z\"\nimage = \"d\"\n\
+         [[profiles]]\nname = \"twice\"\ndescription = \"z\"\nimage = \"d\"\n\
+         [quota]\nperiod = \"10s\"\n"
+    );
+    let Err(ConfigError::Invalid(errors)) = Config::from_toml(&bad, Secrets::default()) else {
+        panic!("accepted");
+    };
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    for key in [
+        "profiles[0].name",
+        "profiles[1].name",
+        "profiles[1].description",
+        "profiles[1].memory",
+        "profiles[2].max_lifetime",
+        "profiles[4].name",
+        "quota.period",
+    ] {
+        assert!(keys.contains(&key), "{key} not reported in {keys:?}");
+    }
+}
