@@ -170,8 +170,7 @@ fn render(rows: &[Overview], events: &[Event], c: &Caller, (filter, sort, desc):
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>roost: workspaces</title>\
-         <style>{STYLE}main{{max-width:none}}body{{max-width:80rem}}td,th{{font-size:.9rem;padding-right:.6rem}}\
-         tbody tr:nth-child(odd){{background:#f4f4f8}}</style></head><body><main>\
+         <style>{STYLE}</style></head><body><main>\
          <h1>Workspaces</h1><p>{count} shown · signed in as <strong>{user}</strong> (admin)</p>\
          <form method=\"get\" action=\"/_roost/admin\"><input name=\"q\" value=\"{filter}\" placeholder=\"filter\" aria-label=\"Filter\">\
          <input type=\"hidden\" name=\"sort\" value=\"{sort}\"><button type=\"submit\">Filter</button></form>\

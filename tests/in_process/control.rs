@@ -141,6 +141,11 @@ async fn the_console_is_for_admins_and_its_actions_need_a_confirmation() {
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("data-workspace=\"alice\""), "{}", page.body);
     assert!(page.body.contains("Owner ▼"), "{}", page.body);
+    // Only the one style the CSP allows by its hash.
+    assert!(page
+        .body
+        .contains(&format!("<style>{}</style>", roost::response::STYLE)));
+    assert_eq!(page.body.matches("<style>").count(), 1);
     assert!(page.body.contains("Recent audit events"));
     assert!(
         page.body.contains("<td>start</td>"),
