@@ -106,12 +106,8 @@ pub(super) async fn handle<B: RequestBody>(app: &App, req: &Parsed<'_>, body: B)
     let path = req.path().trim_start_matches("/_roost/api/v1/");
     let route = Route::of(path).ok_or(HttpError::NotFound)?;
     let (methods, allow) = route.methods();
-    let method = if *req.method == Method::HEAD {
-        &Method::GET
-    } else {
-        req.method
-    };
-    if !methods.contains(method) {
+    // Exactly the methods the document names (HEAD too is refused).
+    if !methods.contains(req.method) {
         return Err(HttpError::MethodNotAllowed(allow));
     }
     if route == Route::OpenApi {
