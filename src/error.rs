@@ -175,13 +175,13 @@ impl HttpError {
             StatusCode::FORBIDDEN if self.is_not_yours() => "Not your workspace",
             StatusCode::FORBIDDEN => "Not allowed",
             StatusCode::NOT_FOUND => "Not found",
+            StatusCode::TOO_MANY_REQUESTS if matches!(self, HttpError::Runtime(RuntimeError::QuotaUsed { .. })) => {
+                "Your quota is used up"
+            }
             StatusCode::TOO_MANY_REQUESTS => "Too many requests",
             StatusCode::UNAUTHORIZED => "Please sign in",
             StatusCode::BAD_REQUEST => "That did not work",
             StatusCode::METHOD_NOT_ALLOWED => "Not here",
-            StatusCode::TOO_MANY_REQUESTS if matches!(self, HttpError::Runtime(RuntimeError::QuotaUsed { .. })) => {
-                "Your quota is used up"
-            }
             StatusCode::CONFLICT => "That did not work",
             _ => "Not available right now",
         }

@@ -319,6 +319,21 @@ workspace_hours = 0.0005
     let wait: u64 = refused.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=86_400).contains(&wait), "{wait}");
     assert!(refused.body.contains("quota"), "{}", refused.body);
+    // A browser is told, in a page, when it resets.
+    let host = support::roost::workspace_host(&alice);
+    let bearer = format!("Bearer {token}");
+    let headers = [
+        ("x-forwarded-host", host.as_str()),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-method", "GET"),
+        ("x-forwarded-uri", "/"),
+        ("accept", "text/html"),
+        ("authorization", bearer.as_str()),
+    ];
+    let page = roost.client.get(&roost.url("/auth"), &headers).await;
+    assert_eq!(page.status, 429, "{}", page.body);
+    assert!(page.body.contains("<h1>Your quota is used up</h1>"), "{}", page.body);
+    assert!(page.body.contains("it resets at 20"), "{}", page.body);
     let status = json_of(&api(&roost, "GET", "workspace", &token, None).await);
     assert_eq!(status["quota"]["used_up"], json!(true), "{status}");
     assert!(status["quota"]["workspace_hours"].as_f64().unwrap() >= 0.0005);
