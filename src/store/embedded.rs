@@ -28,7 +28,8 @@ struct Durable {
     revoked: Vec<Revocation>,
     profiles: HashMap<String, String>,
     /// (period start, slug) → use.
-    usage: HashMap<(u64, String), Usage>,
+    /// slug → (period start, use): only the newest period of each counts.
+    usage: HashMap<String, (u64, Usage)>,
     audit: VecDeque<String>,
     /// Lines appended since the file was last rewritten.
     appended: usize,
@@ -45,9 +46,10 @@ impl Durable {
                 self.profiles.remove(&slug);
             }
             Line::Usage { window, slug, used } => {
-                // Only the newest period of each workspace counts.
-                self.usage.retain(|(w, s), _| *s != slug || *w >= window);
-                self.usage.insert((window, slug), used);
+                let newest = self.usage.get(&slug).is_none_or(|(w, _)| *w <= window);
+                if newest {
+                    self.usage.insert(slug, (window, used));
+                }
             }
             Line::Audit(json) => {
                 if self.audit.len() == AUDIT_KEEP {
@@ -55,6 +57,14 @@ impl Durable {
                 }
                 self.audit.push_back(json);
             }
+        }
+    }
+
+    /// What `slug` used in period `window` (nothing, for another period).
+    fn used(&self, slug: &str, window: u64) -> Usage {
+        match self.usage.get(slug) {
+            Some((w, used)) if *w == window => *used,
+            _ => Usage::default(),
         }
     }
 
@@ -67,7 +77,7 @@ impl Durable {
             slug: slug.clone(),
             profile: Some(p.clone()),
         }));
-        lines.extend(self.usage.iter().map(|((window, slug), used)| Line::Usage {
+        lines.extend(self.usage.iter().map(|(slug, (window, used))| Line::Usage {
             window: *window,
             slug: slug.clone(),
             used: *used,
@@ -294,12 +304,7 @@ impl Store for Embedded {
         async move {
             let total = {
                 let durable = self.durable();
-                durable
-                    .usage
-                    .get(&(window, slug.to_string()))
-                    .copied()
-                    .unwrap_or_default()
-                    .plus(used)
+                durable.used(slug, window).plus(used)
             };
             self.persist(Line::Usage {
                 window,
@@ -314,10 +319,7 @@ impl Store for Embedded {
 
     fn usage<'a>(&'a self, slugs: &'a [Arc<str>], window: u64) -> BoxFuture<'a, Result<Vec<Usage>, StoreError>> {
         let durable = self.durable();
-        let used = slugs
-            .iter()
-            .map(|s| durable.usage.get(&(window, s.to_string())).copied().unwrap_or_default())
-            .collect();
+        let used = slugs.iter().map(|s| durable.used(s, window)).collect();
         async move { Ok(used) }.boxed()
     }
 }

@@ -63,6 +63,7 @@ pub(super) async fn workspace<B: RequestBody>(app: &App, req: &Parsed<'_>, c: &C
         http::Method::POST => {
             if let Some(StartBody { profile: Some(name) }) = read_json(body).await? {
                 let choice = choosable(app, c, &name)?;
+                app.workspaces.authorize(&c.identity, &c.identity.slug).await?;
                 store_choice(app, c, &choice).await?;
             }
             perform(app, c, "start").await?;

@@ -18,7 +18,7 @@ use crate::workspace::runtime::{ContainerState, RuntimeError};
 const STATS_IN_FLIGHT: usize = 32;
 
 /// One workspace, as an admin sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Overview {
     pub workspace: String,
     /// The full `sub` of its owner.
@@ -158,10 +158,7 @@ impl Registry {
                 profile: self.profiles.resolve(info.profile.as_deref()).name.to_string(),
                 uptime_secs: entry.as_ref().filter(|_| running).map(|e| self.ready_for(e).as_secs()),
                 idle_secs: entry.as_ref().filter(|_| running).map(|e| self.idle_for(e).as_secs()),
-                cpu_seconds: None,
-                memory_bytes: None,
-                quota_workspace_hours: None,
-                quota_cpu_hours: None,
+                ..Overview::default()
             };
             rows.push((row, running.then(|| info.id.clone())));
         }
@@ -177,12 +174,7 @@ impl Registry {
                     owner: owner.to_string(),
                     state: state_of(entry.phase()),
                     profile: self.profile_of(&entry).name.to_string(),
-                    uptime_secs: None,
-                    idle_secs: None,
-                    cpu_seconds: None,
-                    memory_bytes: None,
-                    quota_workspace_hours: None,
-                    quota_cpu_hours: None,
+                    ..Overview::default()
                 },
                 None,
             ));
