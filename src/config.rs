@@ -115,6 +115,8 @@ pub struct Config {
     /// `[[profiles]]`: the other environments a user may choose.
     pub profiles: Vec<Profile>,
     pub quota: QuotaConfig,
+    /// `workspace.runtime`: what runs workspaces (and `[swarm]`).
+    pub runtime: RuntimeChoice,
     pub limits: LimitsConfig,
     pub session: SessionConfig,
     pub store: StoreConfig,
@@ -250,6 +252,27 @@ pub struct RoutingConfig {
     /// The port browsers use (default: the scheme's); part of every absolute
     /// URL roost sends a browser to.
     pub public_port: u16,
+}
+
+/// What runs workspaces (`workspace.runtime`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeChoice {
+    /// Containers on the one Docker Engine roost talks to (the default).
+    Docker,
+    /// Services on the Docker Swarm whose manager roost talks to.
+    Swarm(SwarmConfig),
+}
+
+/// `[swarm]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwarmConfig {
+    /// Containers roost connects to every workspace's own overlay network:
+    /// Traefik's (and roost's, when they do not share one network namespace).
+    pub attach: Vec<String>,
+    /// A volume driver whose volumes every node reaches; without one, a
+    /// workspace is pinned to the node roost's engine runs on, where its
+    /// volume lives.
+    pub volume_driver: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 //! - [`spec`]: names, labels, environment and config hash of a container.
 //! - [`runtime`]: the [`runtime::Runtime`] trait the engine sits behind.
 //! - [`docker`]: the Docker Engine implementation (bollard).
+//! - [`swarm`]: the Docker Swarm implementation (a service per workspace).
 //! - [`memory`]: an in-memory implementation for tests and benchmarks.
 //! - [`profiles`]: the environments a workspace can run (`[workspace]` and `[[profiles]]`).
 //! - [`registry`]: soft state, single-flight ensure, admission, retirement.
@@ -22,10 +23,25 @@ pub mod registry;
 pub mod runtime;
 pub mod spec;
 pub mod status;
+pub mod swarm;
 
 use std::net::SocketAddr;
 
 pub use runtime::RuntimeError;
+
+use crate::config::{Config, RuntimeChoice};
+
+/// The runtime `workspace.runtime` names, on the engine at `DOCKER_HOST`,
+/// managing only this deployment's workspaces.
+pub fn runtime_for(config: &Config) -> std::sync::Arc<dyn runtime::Runtime> {
+    let docker = docker::DockerRuntime::from_env()
+        .scoped(&config.workspace.labels)
+        .for_deployment(&config.deployment.id, &config.oidc.issuer);
+    match &config.runtime {
+        RuntimeChoice::Docker => std::sync::Arc::new(docker),
+        RuntimeChoice::Swarm(swarm) => std::sync::Arc::new(swarm::SwarmRuntime::new(docker, swarm)),
+    }
+}
 
 /// The hot-path answer about a workspace ([`registry::Registry::gate`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

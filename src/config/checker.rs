@@ -11,6 +11,7 @@ use super::values::{parse_duration, parse_size, Lenient, Rate};
 use super::*;
 
 mod profiles;
+mod runtime;
 mod workspace;
 pub use profiles::DEFAULT_PROFILE;
 use workspace::workspace;
@@ -153,9 +154,12 @@ pub(super) fn validate(raw: RawConfig, secrets: Secrets, c: &mut Checker) -> Opt
     let oidc = oidc(raw.oidc, c);
     let routing = routing(raw.routing, internal_listen, c);
     let network = default_workspace_network(deployment.as_ref().map_or("roost", |d| d.id.as_str()));
-    let workspace = workspace(raw.workspace, &network, c);
+    let mut raw_workspace = raw.workspace;
+    let runtime_key = raw_workspace.runtime.take();
+    let workspace = workspace(raw_workspace, &network, c);
     let profiles = profiles::profiles(raw.profiles, workspace.as_ref(), &network, c);
     let quota = profiles::quota(raw.quota, c);
+    let runtime = runtime::runtime(runtime_key, raw.swarm, workspace.as_ref(), c);
     let limits = limits(raw.limits, c);
     let session = session(raw.session, c);
     let store = StoreConfig {
@@ -201,6 +205,7 @@ pub(super) fn validate(raw: RawConfig, secrets: Secrets, c: &mut Checker) -> Opt
         workspace: workspace?,
         profiles: profiles?,
         quota: quota?,
+        runtime: runtime?,
         limits: limits?,
         session: session?,
         store,

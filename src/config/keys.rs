@@ -7,12 +7,12 @@ use serde_aux::serde_introspection::serde_introspect;
 
 use super::raw::{
     RawConfig, RawDeployment, RawLimits, RawOidc, RawProfile, RawQuota, RawRouting, RawServer, RawSession, RawStore,
-    RawWorkspace,
+    RawSwarm, RawWorkspace,
 };
 
 /// Every known key, dotted (`workspace.idle_timeout`), sections included.
 pub fn known() -> Vec<String> {
-    let sections: [(&str, &[&str]); 10] = [
+    let sections: [(&str, &[&str]); 11] = [
         ("deployment", serde_introspect::<RawDeployment>()),
         ("server", serde_introspect::<RawServer>()),
         ("oidc", serde_introspect::<RawOidc>()),
@@ -23,6 +23,7 @@ pub fn known() -> Vec<String> {
         ("store", serde_introspect::<RawStore>()),
         ("profiles", serde_introspect::<RawProfile>()),
         ("quota", serde_introspect::<RawQuota>()),
+        ("swarm", serde_introspect::<RawSwarm>()),
     ];
     let mut keys: Vec<String> = serde_introspect::<RawConfig>().iter().map(|k| k.to_string()).collect();
     for (section, fields) in sections {

@@ -36,6 +36,15 @@ pub struct RawConfig {
     pub profiles: Vec<RawProfile>,
     #[serde(default)]
     pub quota: RawQuota,
+    #[serde(default)]
+    pub swarm: RawSwarm,
+}
+
+/// `[swarm]`: only with `workspace.runtime = "swarm"`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSwarm {
+    pub attach: L<Vec<String>>,
+    pub volume_driver: L<String>,
 }
 
 /// One `[[profiles]]` entry: a name, what a user reads, who may choose it,
@@ -111,6 +120,7 @@ pub struct RawRouting {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct RawWorkspace {
+    pub runtime: L<String>,
     pub image: L<String>,
     pub command: L<Vec<String>>,
     pub port: L<i64>,

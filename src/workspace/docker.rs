@@ -33,6 +33,8 @@ use super::spec::{
 };
 use crate::config::WorkspaceConfig;
 use container::{address, only_on};
+pub(in crate::workspace) use ready::http_answers;
+pub use container::PIDS_LIMIT;
 
 pub struct DockerRuntime {
     connect: Box<dyn Fn() -> Result<Docker, BollardError> + Send + Sync>,
@@ -51,11 +53,11 @@ pub struct DockerRuntime {
     network: Mutex<Option<String>>,
 }
 
-fn engine(e: BollardError) -> RuntimeError {
+pub(in crate::workspace) fn engine(e: BollardError) -> RuntimeError {
     RuntimeError::Engine(Box::new(e))
 }
 
-fn status_of(e: &BollardError) -> Option<u16> {
+pub(in crate::workspace) fn status_of(e: &BollardError) -> Option<u16> {
     match e {
         BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,
@@ -86,6 +88,16 @@ impl DockerRuntime {
 
     /// Manages only this deployment's containers and volumes, for owners
     /// from this issuer; names carry the deployment id.
+    /// `deployment.id`.
+    pub(in crate::workspace) fn deployment(&self) -> &str {
+        &self.deployment
+    }
+
+    /// The `key=value` label filters naming this roost's objects.
+    pub(in crate::workspace) fn scope(&self) -> &[String] {
+        &self.scope
+    }
+
     pub fn for_deployment(mut self, id: &str, issuer: &str) -> Self {
         self.deployment = id.to_string();
         self.issuer = Some(issuer.to_string());
@@ -100,14 +112,20 @@ impl DockerRuntime {
     }
 
     fn in_scope(&self, c: &ContainerInspectResponse) -> bool {
-        let issuer_ok = match (&self.issuer, label(c, LABEL_ISSUER)) {
+        self.labels_in_scope(|k| label(c, k))
+    }
+
+    /// Whether an object with these labels is this roost's (its deployment,
+    /// its issuer, `workspace.labels`), whatever kind of object it is.
+    pub(in crate::workspace) fn labels_in_scope<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> bool {
+        let issuer_ok = match (&self.issuer, label(LABEL_ISSUER)) {
             (Some(ours), Some(theirs)) => ours == theirs,
             _ => true,
         };
         issuer_ok
             && self.scope.iter().all(|kv| {
                 let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                match label(c, k) {
+                match label(k) {
                     Some(found) => found == v,
                     // Made before deployments were labelled: the default one's.
                     None => k == LABEL_DEPLOYMENT && v == DEFAULT_DEPLOYMENT,
@@ -124,7 +142,7 @@ impl DockerRuntime {
         ownership(labels, &spec.deployment, &spec.issuer, &spec.owner)
     }
 
-    async fn client(&self) -> Result<&Docker, RuntimeError> {
+    pub(in crate::workspace) async fn client(&self) -> Result<&Docker, RuntimeError> {
         self.client
             .get_or_try_init(|| async {
                 let docker = (self.connect)().map_err(engine)?;

@@ -62,7 +62,7 @@ impl DockerRuntime {
 }
 
 /// True when something at `addr` answers an HTTP request (any status).
-async fn http_answers(addr: SocketAddr) -> bool {
+pub(in crate::workspace) async fn http_answers(addr: SocketAddr) -> bool {
     let probe = async {
         let mut tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
         tcp.write_all(b"GET / HTTP/1.1\r\nHost: workspace\r\nUser-Agent: roost-probe\r\nConnection: close\r\n\r\n")

@@ -20,8 +20,13 @@ use crate::workspace::spec::{
 impl DockerRuntime {
     /// The stopped container of `slug` and where its volume is mounted.
     async fn volume_mount(&self, slug: &str) -> Result<(String, String), RuntimeError> {
+        self.volume_mount_in(&container_name(&self.deployment, slug), slug).await
+    }
+
+    /// The stopped container `container` and where `slug`'s volume is mounted in it.
+    async fn volume_mount_in(&self, container: &str, slug: &str) -> Result<(String, String), RuntimeError> {
         let c = self
-            .inspect_raw(&container_name(&self.deployment, slug))
+            .inspect_raw(container)
             .await?
             .ok_or(RuntimeError::NoSuchWorkspace)?;
         if c.state.as_ref().and_then(|s| s.running).unwrap_or(false) {
@@ -43,6 +48,16 @@ impl DockerRuntime {
     /// See [`crate::workspace::runtime::Runtime::export_volume`].
     pub(super) async fn export_volume_of(&self, slug: &str) -> Result<ByteStream, RuntimeError> {
         let (id, path) = self.volume_mount(slug).await?;
+        self.export_from(id, path).await
+    }
+
+    /// `slug`'s volume read through `container` (stopped), which mounts it.
+    pub(in crate::workspace) async fn export_through(&self, container: &str, slug: &str) -> Result<ByteStream, RuntimeError> {
+        let (id, path) = self.volume_mount_in(container, slug).await?;
+        self.export_from(id, path).await
+    }
+
+    async fn export_from(&self, id: String, path: String) -> Result<ByteStream, RuntimeError> {
         let docker = self.client().await?;
         let options = DownloadFromContainerOptions { path };
         let stream = docker
@@ -54,6 +69,16 @@ impl DockerRuntime {
     /// See [`crate::workspace::runtime::Runtime::import_volume`].
     pub(super) async fn import_volume_of(&self, slug: &str, tar: ByteStream) -> Result<(), RuntimeError> {
         let (id, path) = self.volume_mount(slug).await?;
+        self.import_into(id, path, tar).await
+    }
+
+    /// Unpacks `tar` into `slug`'s volume through `container` (stopped).
+    pub(in crate::workspace) async fn import_through(&self, container: &str, slug: &str, tar: ByteStream) -> Result<(), RuntimeError> {
+        let (id, path) = self.volume_mount_in(container, slug).await?;
+        self.import_into(id, path, tar).await
+    }
+
+    async fn import_into(&self, id: String, path: String, tar: ByteStream) -> Result<(), RuntimeError> {
         let parent = std::path::Path::new(&path)
             .parent()
             .map_or("/".to_string(), |p| p.display().to_string());
@@ -69,7 +94,7 @@ impl DockerRuntime {
     }
 
     /// See [`crate::workspace::runtime::Runtime::remove_volume`].
-    pub(super) async fn remove_volume_of(&self, slug: &str) -> Result<bool, RuntimeError> {
+    pub(in crate::workspace) async fn remove_volume_of(&self, slug: &str) -> Result<bool, RuntimeError> {
         let docker = self.client().await?;
         let name = volume_name(&self.deployment, slug);
         let volume = match docker.inspect_volume(&name).await {
@@ -103,7 +128,7 @@ impl DockerRuntime {
     /// never one whose labels name another deployment or another owner.
     /// A user's volume from before 64-bit slug hashes is mounted when the
     /// new name has none yet.
-    pub(super) async fn volume(&self, spec: &WorkspaceSpec) -> Result<String, RuntimeError> {
+    pub(in crate::workspace) async fn volume(&self, spec: &WorkspaceSpec) -> Result<String, RuntimeError> {
         let docker = self.client().await?;
         let check = |name: &str, labels: &HashMap<String, String>| -> Result<(), RuntimeError> {
             match ownership(|k| labels.get(k).cloned(), &spec.deployment, &spec.issuer, &spec.owner) {

@@ -1,0 +1,640 @@
+//! The Docker Swarm runtime (`workspace.runtime = "swarm"`), behind the
+//! same [`Runtime`] trait as the Docker one: a workspace is a replicated
+//! service with one task while it runs and none while it is stopped,
+//! removed at `max_lifetime`; it joins only its own overlay network
+//! ([`network`]), which Traefik (`swarm.attach`) joins too, and Traefik
+//! reaches it at the service's virtual IP there. Ready means: its task
+//! runs, its HEALTHCHECK (when the task is on this node) says healthy, and
+//! its port answers at that address. Labels, limits, hardening and the
+//! ownership rule are the Docker runtime's ([`service`]); volumes are made
+//! and checked by it too, on this node, unless `swarm.volume_driver` serves
+//! every node.
+//!
+//! roost talks to a manager's engine and must reach workspace networks
+//! itself (it probes and proxies), so it runs on that node, in Traefik's
+//! network namespace or attached by `swarm.attach`.
+
+mod network;
+mod service;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::models::{HealthStatusEnum, Service, Task, TaskState};
+use bollard::query_parameters::{
+    EventsOptions, InspectContainerOptions, InspectServiceOptions, ListContainersOptions, ListServicesOptions,
+    ListTasksOptions, LogsOptions, UpdateServiceOptions,
+};
+use futures_util::future::BoxFuture;
+use futures_util::stream::StreamExt;
+use tokio::sync::OnceCell;
+
+use super::docker::{engine, http_answers, status_of, DockerRuntime};
+use super::runtime::{
+    Action, ByteStream, ContainerInfo, ContainerState, EventStream, Progress, Running, Runtime, RuntimeError,
+    RuntimeEvent, Stats, Step,
+};
+use super::spec::{
+    container_name, ownership, Ownership, WorkspaceSpec, LABEL_CONFIG_HASH, LABEL_CREATED, LABEL_OWNER, LABEL_PROFILE,
+    LABEL_WORKSPACE,
+};
+use crate::config::SwarmConfig;
+pub use network::network_name;
+use service::{replicas, scaled, service_spec, Placement};
+
+/// Readiness polling (tasks take a few hundred milliseconds to schedule).
+const POLL_START: Duration = Duration::from_millis(20);
+const POLL_MAX: Duration = Duration::from_millis(200);
+/// How long a stop or removal waits for the task to end beyond its grace.
+const END_WAIT: Duration = Duration::from_secs(15);
+const FAILURE_LOG_LINES: usize = 20;
+
+pub struct SwarmRuntime {
+    /// The same engine as a Docker runtime: its client, scope, volumes,
+    /// stats and archive copies serve this one too.
+    docker: DockerRuntime,
+    attach: Vec<String>,
+    volume_driver: Option<String>,
+    /// The swarm node id of roost's engine, once asked.
+    node: OnceCell<String>,
+}
+
+impl SwarmRuntime {
+    /// Services on the swarm whose manager `docker` reaches.
+    pub fn new(docker: DockerRuntime, config: &SwarmConfig) -> Self {
+        SwarmRuntime {
+            docker,
+            attach: config.attach.clone(),
+            volume_driver: config.volume_driver.clone(),
+            node: OnceCell::new(),
+        }
+    }
+
+    async fn placement(&self) -> Result<Placement, RuntimeError> {
+        if let Some(driver) = &self.volume_driver {
+            return Ok(Placement::Driver(driver.clone()));
+        }
+        let node = self
+            .node
+            .get_or_try_init(|| async {
+                let info = self.docker.client().await?.info().await.map_err(engine)?;
+                info.swarm
+                    .and_then(|s| s.node_id)
+                    .filter(|id| !id.is_empty())
+                    .ok_or_else(|| RuntimeError::Engine("the engine is not part of a swarm".into()))
+            })
+            .await?;
+        Ok(Placement::Node(node.clone()))
+    }
+
+    async fn service(&self, name: &str) -> Result<Option<Service>, RuntimeError> {
+        let docker = self.docker.client().await?;
+        match docker.inspect_service(name, None::<InspectServiceOptions>).await {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    fn in_scope(&self, s: &Service) -> bool {
+        let labels = service_labels(s);
+        self.docker.labels_in_scope(|k| labels.get(k).map(String::as_str))
+    }
+
+    /// The service's tasks, newest first.
+    async fn tasks(&self, service: &str) -> Result<Vec<Task>, RuntimeError> {
+        let docker = self.docker.client().await?;
+        let options = ListTasksOptions {
+            filters: Some(HashMap::from([("service".into(), vec![service.to_string()])])),
+        };
+        let mut tasks = docker.list_tasks(Some(options)).await.map_err(engine)?;
+        tasks.sort_by_key(|t| std::cmp::Reverse(t.version.as_ref().and_then(|v| v.index).unwrap_or(0)));
+        Ok(tasks)
+    }
+
+    async fn update(&self, s: &Service, spec: bollard::models::ServiceSpec) -> Result<(), RuntimeError> {
+        let docker = self.docker.client().await?;
+        let id = s.id.as_deref().unwrap_or_default();
+        let version = s.version.as_ref().and_then(|v| v.index).unwrap_or(0);
+        let options = UpdateServiceOptions {
+            version: i32::try_from(version).unwrap_or(i32::MAX),
+            ..Default::default()
+        };
+        match docker.update_service(id, spec, options, None).await {
+            Ok(_) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Err(RuntimeError::NoSuchWorkspace),
+            // Updated meanwhile by someone else (out of sequence): busy.
+            Err(e) if status_of(&e) == Some(500) && e.to_string().contains("out of sequence") => {
+                Err(RuntimeError::Busy {
+                    retry_after: Duration::from_secs(1),
+                })
+            }
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn create(&self, spec: &WorkspaceSpec, network: &str) -> Result<String, RuntimeError> {
+        let docker = self.docker.client().await?;
+        let placement = self.placement().await?;
+        let mut spec = spec.clone();
+        if let Placement::Node(_) = placement {
+            // The image and the volume are on this node, where the task runs.
+            match docker.inspect_image(&spec.config.image).await {
+                Ok(_) => {}
+                Err(e) if status_of(&e) == Some(404) => {
+                    return Err(RuntimeError::ImageMissing(spec.config.image.clone()))
+                }
+                Err(e) => return Err(engine(e)),
+            }
+            spec.volume = self.docker.volume(&spec).await?;
+        }
+        match docker
+            .create_service(service_spec(&spec, network, &placement, 1), None)
+            .await
+        {
+            Ok(made) => Ok(made.id.unwrap_or_default()),
+            // Another replica created it first: adopt theirs.
+            Err(e) if status_of(&e) == Some(409) => self
+                .service(&spec.container_name())
+                .await?
+                .and_then(|s| s.id)
+                .ok_or_else(|| engine(e)),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    /// Removes a service and waits until its task has ended.
+    async fn delete(&self, id: &str) -> Result<(), RuntimeError> {
+        let docker = self.docker.client().await?;
+        match docker.delete_service(id).await {
+            Ok(()) => {}
+            Err(e) if status_of(&e) == Some(404) => return Ok(()),
+            Err(e) => return Err(engine(e)),
+        }
+        self.wait_ended(id, END_WAIT).await
+    }
+
+    /// Waits until no task of service `id` runs (or exists).
+    async fn wait_ended(&self, id: &str, limit: Duration) -> Result<(), RuntimeError> {
+        let deadline = Instant::now() + limit;
+        let mut backoff = POLL_START;
+        loop {
+            let tasks = self.tasks(id).await?;
+            if !tasks.iter().any(|t| is_live(task_state(t))) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(RuntimeError::Engine(format!("service {id} did not stop in time").into()));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(POLL_MAX);
+        }
+    }
+
+    async fn ensure_inner(&self, spec: &WorkspaceSpec, progress: Progress<'_>) -> Result<Running, RuntimeError> {
+        let name = spec.container_name();
+        let existing = self.service(&name).await?;
+        if let Some(s) = &existing {
+            let labels = service_labels(s);
+            let mine = if self.in_scope(s) {
+                ownership(|k| labels.get(k).cloned(), &spec.deployment, &spec.issuer, &spec.owner)
+            } else {
+                Ownership::Foreign
+            };
+            match mine {
+                Ownership::Foreign => {
+                    tracing::error!(service = %name, "the name is taken by a service of another deployment (or not roost's)");
+                    return Err(RuntimeError::NameTaken(name));
+                }
+                Ownership::Other => return Err(RuntimeError::NotOwner),
+                Ownership::Mine => {}
+            }
+        }
+        let network = self.ensure_network(spec).await?;
+        let (id, action) = match existing {
+            Some(s) if service_labels(&s).get(LABEL_CONFIG_HASH).map(String::as_str) != Some(&*spec.config_hash) => {
+                progress(Step::Recreating);
+                self.delete(s.id.as_deref().unwrap_or_default()).await?;
+                (self.create(spec, &network).await?, Action::Recreated)
+            }
+            Some(s) => {
+                let id = s.id.clone().unwrap_or_default();
+                let running = self.tasks(&id).await?.first().map(task_state) == Some(TaskState::RUNNING);
+                let current = s.spec.clone().unwrap_or_default();
+                if replicas(&current) >= 1 && running {
+                    (id, Action::Ready)
+                } else {
+                    progress(Step::Starting);
+                    // Stopped, or its last task ended: a new task.
+                    self.update(&s, scaled(current, 1, true)).await?;
+                    (id, Action::Started)
+                }
+            }
+            None => {
+                progress(Step::Creating);
+                (self.create(spec, &network).await?, Action::Created)
+            }
+        };
+        progress(Step::WaitingReady);
+        match self.wait_ready(&id, spec, &network).await {
+            Ok((addr, created)) => Ok(Running {
+                id,
+                addr,
+                created,
+                action,
+            }),
+            Err(e) => {
+                // Leave nothing half-started; the volume stays.
+                let _ = self.stop_service(&id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits until the service's task runs, is healthy and answers at the
+    /// service's address on `network`; fails fast when the task ends.
+    async fn wait_ready(&self, id: &str, spec: &WorkspaceSpec, network: &str) -> Result<(SocketAddr, u64), RuntimeError> {
+        let timeout = spec.config.start_timeout;
+        let deadline = Instant::now() + timeout;
+        let mut backoff = POLL_START;
+        let mut addr = None;
+        loop {
+            let s = self.service(id).await?.ok_or(RuntimeError::NoSuchWorkspace)?;
+            addr = addr.or_else(|| virtual_ip(&s, network, spec.config.port));
+            let tasks = self.tasks(id).await?;
+            if let Some(task) = tasks.first() {
+                match task_state(task) {
+                    TaskState::FAILED | TaskState::REJECTED | TaskState::COMPLETE | TaskState::SHUTDOWN => {
+                        return Err(self.ended(id, task).await);
+                    }
+                    TaskState::RUNNING => {
+                        if let Some(addr) = addr {
+                            if self.healthy(task).await? && http_answers(addr).await {
+                                return Ok((addr, created_label(&s).unwrap_or(0)));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if Instant::now() + backoff > deadline {
+                return Err(RuntimeError::StartTimeout(timeout));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(POLL_MAX);
+        }
+    }
+
+    /// Why a task ended during a start: its exit code and last log lines.
+    async fn ended(&self, id: &str, task: &Task) -> RuntimeError {
+        let status = task.status.clone().unwrap_or_default();
+        if let Some(err) = &status.err {
+            tracing::warn!(service = %id, error = %err, "workspace task failed");
+        }
+        let logs = self.logs(id, FAILURE_LOG_LINES).await.unwrap_or_default();
+        RuntimeError::Exited {
+            code: status.container_status.and_then(|c| c.exit_code).unwrap_or(-1),
+            logs,
+        }
+    }
+
+    /// Whether the task's container says healthy (or has no HEALTHCHECK);
+    /// a task on another node counts as healthy: the probe decides.
+    async fn healthy(&self, task: &Task) -> Result<bool, RuntimeError> {
+        let Some(container) = task
+            .status
+            .as_ref()
+            .and_then(|s| s.container_status.as_ref())
+            .and_then(|c| c.container_id.clone())
+        else {
+            return Ok(false);
+        };
+        let docker = self.docker.client().await?;
+        let c = match docker
+            .inspect_container(&container, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) if status_of(&e) == Some(404) => return Ok(true),
+            Err(e) => return Err(engine(e)),
+        };
+        Ok(!matches!(
+            c.state.and_then(|s| s.health).and_then(|h| h.status),
+            Some(HealthStatusEnum::STARTING | HealthStatusEnum::UNHEALTHY)
+        ))
+    }
+
+    /// Scales a service to no task and waits until its task has ended.
+    async fn stop_service(&self, id: &str) -> Result<(), RuntimeError> {
+        let Some(s) = self.service(id).await? else {
+            return Ok(());
+        };
+        let current = s.spec.clone().unwrap_or_default();
+        if replicas(&current) != 0 {
+            match self.update(&s, scaled(current, 0, false)).await {
+                Ok(()) | Err(RuntimeError::NoSuchWorkspace) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.wait_ended(id, END_WAIT).await
+    }
+
+    /// The newest container of service `id` on this node (stopped ones too).
+    async fn local_container(&self, id: &str, running: bool) -> Result<Option<String>, RuntimeError> {
+        let docker = self.docker.client().await?;
+        let mut filters = HashMap::from([("label".to_string(), vec![format!("com.docker.swarm.service.id={id}")])]);
+        if running {
+            filters.insert("status".into(), vec!["running".into()]);
+        }
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let mut found = docker.list_containers(Some(options)).await.map_err(engine)?;
+        found.sort_by_key(|c| std::cmp::Reverse(c.created.unwrap_or(0)));
+        Ok(found.into_iter().next().and_then(|c| c.id))
+    }
+
+    /// The stopped task container through which `slug`'s volume is copied.
+    async fn volume_container(&self, slug: &str) -> Result<String, RuntimeError> {
+        let name = container_name(self.docker.deployment(), slug);
+        let s = self.service(&name).await?.ok_or(RuntimeError::NoSuchWorkspace)?;
+        if !self.in_scope(&s) {
+            return Err(RuntimeError::NoSuchWorkspace);
+        }
+        let id = s.id.unwrap_or_default();
+        if self.local_container(&id, true).await?.is_some() {
+            return Err(RuntimeError::Busy {
+                retry_after: Duration::from_secs(5),
+            });
+        }
+        self.local_container(&id, false)
+            .await?
+            .ok_or(RuntimeError::NoSuchWorkspace)
+    }
+
+    fn info_of(&self, s: &Service, running: bool) -> Option<ContainerInfo> {
+        let labels = service_labels(s);
+        let state = match (replicas(s.spec.as_ref()?), running) {
+            (0, _) => ContainerState::Stopped,
+            (_, true) => ContainerState::Running,
+            (_, false) => ContainerState::Created,
+        };
+        Some(ContainerInfo {
+            id: s.id.clone()?,
+            slug: labels.get(LABEL_WORKSPACE)?.as_str().into(),
+            owner: labels.get(LABEL_OWNER)?.as_str().into(),
+            state,
+            profile: labels.get(LABEL_PROFILE).map(|p| Arc::from(p.as_str())),
+        })
+    }
+}
+
+fn service_labels(s: &Service) -> HashMap<String, String> {
+    s.spec.as_ref().and_then(|s| s.labels.clone()).unwrap_or_default()
+}
+
+fn created_label(s: &Service) -> Option<u64> {
+    service_labels(s).get(LABEL_CREATED)?.parse().ok()
+}
+
+fn task_state(t: &Task) -> TaskState {
+    t.status.as_ref().and_then(|s| s.state).unwrap_or(TaskState::NEW)
+}
+
+/// A task that has not ended (it may still become or be running).
+fn is_live(state: TaskState) -> bool {
+    !matches!(
+        state,
+        TaskState::COMPLETE
+            | TaskState::SHUTDOWN
+            | TaskState::FAILED
+            | TaskState::REJECTED
+            | TaskState::REMOVE
+            | TaskState::ORPHANED
+    )
+}
+
+/// The service's virtual IP on network `network` (an id), at `port`.
+fn virtual_ip(s: &Service, network: &str, port: u16) -> Option<SocketAddr> {
+    let vips = s.endpoint.as_ref()?.virtual_ips.as_ref()?;
+    let addr = vips.iter().find(|v| v.network_id.as_deref() == Some(network))?.addr.as_deref()?;
+    let ip = addr.split('/').next()?.parse().ok()?;
+    Some(SocketAddr::new(ip, port))
+}
+
+/// The slug in a service event's name `<deployment>-<slug>`.
+fn slug_of<'a>(deployment: &str, name: &'a str) -> Option<&'a str> {
+    name.strip_prefix(deployment)?.strip_prefix('-').filter(|s| !s.is_empty())
+}
+
+impl Runtime for SwarmRuntime {
+    fn ensure<'a>(
+        &'a self,
+        spec: &'a WorkspaceSpec,
+        progress: Progress<'a>,
+    ) -> BoxFuture<'a, Result<Running, RuntimeError>> {
+        Box::pin(self.ensure_inner(spec, progress))
+    }
+
+    /// Scales to no task; the service's own stop grace (`stop_timeout`)
+    /// applies.
+    fn stop<'a>(&'a self, id: &'a str, _grace: Duration) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(self.stop_service(id))
+    }
+
+    fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move {
+            let slug = match self.service(id).await? {
+                Some(s) if self.in_scope(&s) => service_labels(&s).get(LABEL_WORKSPACE).cloned(),
+                Some(_) => return Ok(()),
+                None => None,
+            };
+            self.delete(id).await?;
+            if let Some(slug) = slug {
+                self.remove_network(&slug).await;
+            }
+            Ok(())
+        })
+    }
+
+    fn remove_volume<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, Result<bool, RuntimeError>> {
+        Box::pin(async move {
+            // The swarm keeps ended task containers a while; they hold the volume.
+            let name = container_name(self.docker.deployment(), slug);
+            if let Some(s) = self.service(&name).await? {
+                if self.in_scope(&s) {
+                    return Err(RuntimeError::Busy {
+                        retry_after: Duration::from_secs(5),
+                    });
+                }
+            }
+            let docker = self.docker.client().await?;
+            let options = ListContainersOptions {
+                all: true,
+                filters: Some(HashMap::from([(
+                    "volume".to_string(),
+                    vec![super::spec::volume_name(self.docker.deployment(), slug)],
+                )])),
+                ..Default::default()
+            };
+            for c in docker.list_containers(Some(options)).await.map_err(engine)? {
+                let ours = c
+                    .labels
+                    .as_ref()
+                    .is_some_and(|l| self.docker.labels_in_scope(|k| l.get(k).map(String::as_str)));
+                if let (true, Some(id)) = (ours, c.id) {
+                    let _ = self.docker.remove(&id).await;
+                }
+            }
+            self.docker.remove_volume_of(slug).await
+        })
+    }
+
+    fn export_volume<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, Result<ByteStream, RuntimeError>> {
+        Box::pin(async move {
+            let container = self.volume_container(slug).await?;
+            self.docker.export_through(&container, slug).await
+        })
+    }
+
+    fn import_volume<'a>(&'a self, slug: &'a str, tar: ByteStream) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move {
+            let container = self.volume_container(slug).await?;
+            self.docker.import_through(&container, slug, tar).await
+        })
+    }
+
+    fn inspect<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, Result<Option<ContainerInfo>, RuntimeError>> {
+        Box::pin(async move {
+            let Some(s) = self.service(&container_name(self.docker.deployment(), slug)).await? else {
+                return Ok(None);
+            };
+            if !self.in_scope(&s) {
+                return Ok(None);
+            }
+            let id = s.id.clone().unwrap_or_default();
+            let running = self.tasks(&id).await?.first().map(task_state) == Some(TaskState::RUNNING);
+            Ok(self.info_of(&s, running))
+        })
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<ContainerInfo>, RuntimeError>> {
+        Box::pin(async move {
+            let docker = self.docker.client().await?;
+            let options = ListServicesOptions {
+                filters: Some(HashMap::from([("label".into(), self.docker.scope().to_vec())])),
+                status: Some(true),
+            };
+            let services = docker.list_services(Some(options)).await.map_err(engine)?;
+            Ok(services
+                .iter()
+                .filter(|s| self.in_scope(s))
+                .filter_map(|s| {
+                    let running = s.service_status.as_ref().and_then(|st| st.running_tasks).unwrap_or(0) > 0;
+                    self.info_of(s, running)
+                })
+                .collect())
+        })
+    }
+
+    fn logs<'a>(&'a self, id: &'a str, tail: usize) -> BoxFuture<'a, Result<Vec<String>, RuntimeError>> {
+        Box::pin(async move {
+            let docker = self.docker.client().await?;
+            let options = LogsOptions {
+                stdout: true,
+                stderr: true,
+                tail: tail.to_string(),
+                ..Default::default()
+            };
+            let mut stream = docker.service_logs(id, Some(options));
+            let mut text = String::new();
+            while let Some(chunk) = stream.next().await {
+                text.push_str(&chunk.map_err(engine)?.to_string());
+            }
+            Ok(text.lines().map(str::to_string).collect())
+        })
+    }
+
+    /// The running task's container's use, when it runs on this node.
+    fn stats<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Stats, RuntimeError>> {
+        Box::pin(async move {
+            match self.local_container(id, true).await? {
+                Some(container) => self.docker.stats(&container).await,
+                None => Ok(Stats::default()),
+            }
+        })
+    }
+
+    /// The swarm's service events (scaled up: started; scaled down:
+    /// stopped; removed: destroyed), and the task containers' deaths on
+    /// this node (an app that exits).
+    fn events(&self) -> BoxFuture<'_, Result<EventStream, RuntimeError>> {
+        Box::pin(async move {
+            let docker = self.docker.client().await?.clone();
+            let services = EventsOptions {
+                filters: Some(HashMap::from([("type".into(), vec!["service".into()])])),
+                ..Default::default()
+            };
+            let containers = EventsOptions {
+                filters: Some(HashMap::from([
+                    ("type".into(), vec!["container".into()]),
+                    ("label".into(), self.docker.scope().to_vec()),
+                    ("event".into(), vec!["die".into()]),
+                ])),
+                ..Default::default()
+            };
+            let deployment = self.docker.deployment().to_string();
+            let services = docker.events(Some(services)).filter_map(move |msg| {
+                let deployment = deployment.clone();
+                async move {
+                    let msg = match msg {
+                        Ok(msg) => msg,
+                        Err(e) => return Some(Err(engine(e))),
+                    };
+                    let attributes = msg.actor?.attributes?;
+                    let slug = slug_of(&deployment, attributes.get("name")?)?.to_string();
+                    match (msg.action.as_deref()?, attributes.get("replicas.new").map(String::as_str)) {
+                        ("remove", _) => Some(Ok(RuntimeEvent::Destroyed { slug })),
+                        ("update", Some("0")) => Some(Ok(RuntimeEvent::Stopped { slug })),
+                        ("update" | "create", _) => Some(Ok(RuntimeEvent::Started { slug })),
+                        _ => None,
+                    }
+                }
+            });
+            let deaths = docker.events(Some(containers)).filter_map(|msg| async move {
+                let msg = match msg {
+                    Ok(msg) => msg,
+                    Err(e) => return Some(Err(engine(e))),
+                };
+                let slug = msg.actor?.attributes?.get(LABEL_WORKSPACE)?.clone();
+                Some(Ok(RuntimeEvent::Stopped { slug }))
+            });
+            Ok(futures_util::stream::select(services, deaths).boxed())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names_give_slugs_of_this_deployment_only() {
+        assert_eq!(slug_of("roost", "roost-alice-1f2e"), Some("alice-1f2e"));
+        assert_eq!(slug_of("roost", "roost-"), None);
+        assert_eq!(slug_of("roost", "other-alice"), None);
+        assert_eq!(slug_of("roost", "roostalice"), None);
+    }
+
+    #[test]
+    fn only_ended_tasks_are_not_live() {
+        assert!(is_live(TaskState::RUNNING));
+        assert!(is_live(TaskState::PREPARING));
+        assert!(!is_live(TaskState::SHUTDOWN));
+        assert!(!is_live(TaskState::FAILED));
+    }
+}
