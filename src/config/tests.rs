@@ -254,3 +254,48 @@ fn a_profile_is_the_workspace_with_its_own_keys_and_every_bad_one_is_named() {
         assert!(keys.contains(&key), "{key} not reported in {keys:?}");
     }
 }
+
+fn error_keys(text: &str) -> Vec<String> {
+    match Config::from_toml(text, Secrets::default()) {
+        Err(ConfigError::Invalid(errors)) => errors.into_iter().map(|e| e.key).collect(),
+        other => panic!("expected errors, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_runtime_is_docker_unless_swarm_is_chosen() {
+    let c = Config::from_toml(MINIMAL, Secrets::default()).unwrap();
+    assert_eq!(c.runtime, RuntimeChoice::Docker);
+    let text = MINIMAL.replace("[workspace]\n", "[workspace]\nruntime = \"swarm\"\n")
+        + "[swarm]\nattach = [\"traefik\"]\nvolume_driver = \"nfs\"\n";
+    let c = Config::from_toml(&text, Secrets::default()).unwrap();
+    assert_eq!(
+        c.runtime,
+        RuntimeChoice::Swarm(SwarmConfig {
+            attach: vec!["traefik".into()],
+            volume_driver: Some("nfs".into()),
+        })
+    );
+}
+
+#[test]
+fn swarm_keys_are_checked_by_name() {
+    // [swarm] without the swarm runtime.
+    let keys = error_keys(&(MINIMAL.to_string() + "[swarm]\nattach = [\"traefik\"]\n"));
+    assert_eq!(keys, ["swarm.attach"]);
+    // An unknown runtime.
+    let keys = error_keys(&MINIMAL.replace("[workspace]\n", "[workspace]\nruntime = \"k8s\"\n"));
+    assert_eq!(keys, ["workspace.runtime"]);
+    // The swarm runtime: attach required, published addresses refused.
+    let swarm = MINIMAL.replace(
+        "[workspace]\n",
+        "[workspace]\nruntime = \"swarm\"\naddress = \"published\"\negress = true\n",
+    );
+    let mut keys = error_keys(&swarm);
+    keys.sort();
+    assert_eq!(keys, ["swarm.attach", "workspace.address"]);
+    let keys = error_keys(
+        &(MINIMAL.replace("[workspace]\n", "[workspace]\nruntime = \"swarm\"\n") + "[swarm]\nattach = [\"no/such\"]\n"),
+    );
+    assert_eq!(keys, ["swarm.attach"]);
+}

@@ -58,7 +58,12 @@ pub struct TestIssuer {
 impl TestIssuer {
     /// Starts serving with the named fixture keys published.
     pub async fn start(keys: &[&str]) -> TestIssuer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on("127.0.0.1:0", keys).await
+    }
+
+    /// Starts serving on `addr` (a bridge's gateway, for roost in a container).
+    pub async fn start_on(addr: &str, keys: &[&str]) -> TestIssuer {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
         let state = Arc::new(State::default());
         let stop = CancellationToken::new();

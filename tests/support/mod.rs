@@ -13,6 +13,7 @@ pub mod oidc_mock;
 pub mod redis_server;
 pub mod replica;
 pub mod roost;
+pub mod swarm;
 pub mod tokens;
 pub mod traefik;
 pub mod workspace;

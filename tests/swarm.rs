@@ -1,0 +1,224 @@
+//! The Swarm runtime end to end, on a single-node swarm the test makes on
+//! loopback (and leaves): roost's own image and Traefik (both FROM scratch)
+//! as containers, workspaces as services on their own overlay networks.
+//! One stack, the scenarios in turn (a swarm is one per engine):
+//!
+//! - the first request through Traefik starts the workspace and is served;
+//! - a burst of first requests makes one service and one task;
+//! - from inside a hostile workspace, nothing of another's is reachable,
+//!   nor roost's listeners, nor the engine's socket;
+//! - an idle workspace is scaled to no task, and the next request wakes it;
+//! - a workspace removed while requests flow never answers 502.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::eventually;
+use support::http::{urlencode, TestClient};
+use support::swarm::{docker, Stack};
+
+const IDLE: &str = "4s";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn workspaces_run_as_swarm_services() {
+    let Some(stack) = Stack::start(&format!("idle_timeout = \"{IDLE}\"\ndrain_grace = \"1s\"")).await else {
+        return;
+    };
+    let alice = stack.user("alice");
+    let alice_token = stack.token(&alice, false);
+
+    // First request through Traefik: started, served (the fallback proxy).
+    let r = stack.get(&alice, "/healthz", Some(&alice_token)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, "ok");
+    assert_eq!(
+        stack
+            .service_field(&alice, "{{.Spec.Mode.Replicated.Replicas}}")
+            .as_deref(),
+        Some("1")
+    );
+    let labels = stack.service_field(&alice, "{{json .Spec.Labels}}").unwrap();
+    assert!(labels.contains(&format!("\"roost.owner\":\"{alice}\"")), "{labels}");
+
+    single_flight(&stack).await;
+    isolation(&stack, &alice, &alice_token).await;
+    idle_stop_and_wake(&stack, &alice, &alice_token).await;
+    removal_without_502(&stack, &alice, &alice_token).await;
+}
+
+async fn single_flight(stack: &Stack) {
+    let bob = stack.user("bob");
+    let token = stack.token(&bob, false);
+    let replies = futures_util::future::join_all((0..8).map(|_| stack.get(&bob, "/healthz", Some(&token)))).await;
+    for r in &replies {
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    assert_eq!(stack.tasks(&bob).len(), 1, "one task for a burst of first requests");
+}
+
+async fn isolation(stack: &Stack, alice: &str, alice_token: &str) {
+    let mallory = stack.user("mallory");
+    let token = stack.token(&mallory, false);
+    assert_eq!(stack.get(&mallory, "/healthz", Some(&token)).await.status, 200);
+    // Alice's addresses: her service's virtual IP and her task's address.
+    let alice_net = format!("{}-{alice}-net", stack.deployment);
+    let mut targets: Vec<String> = docker(&[
+        "network",
+        "inspect",
+        &alice_net,
+        "--format",
+        "{{range .Containers}}{{.IPv4Address}} {{end}}{{range .Services}}{{.VIP}} {{end}}",
+    ])
+    .split_whitespace()
+    .filter_map(|a| a.split('/').next())
+    .filter(|a| !a.is_empty())
+    .flat_map(|ip| [format!("{ip}:8080"), format!("{ip}:8081"), format!("{ip}:80")])
+    .collect();
+    let vip = stack
+        .service_field(alice, "{{range .Endpoint.VirtualIPs}}{{.Addr}} {{end}}")
+        .unwrap_or_default();
+    targets.extend(
+        vip.split_whitespace()
+            .filter_map(|a| a.split('/').next())
+            .map(|ip| format!("{ip}:8080")),
+    );
+    // Traefik's (and roost's) addresses on mallory's own network: only
+    // Traefik's entrypoint answers there; roost listens on loopback.
+    let mallory_net = format!("{}-{mallory}-net", stack.deployment);
+    let traefik_ip = docker(&[
+        "inspect",
+        &stack.traefik,
+        "--format",
+        &format!("{{{{(index .NetworkSettings.Networks \"{mallory_net}\").IPAddress}}}}"),
+    ]);
+    assert!(!traefik_ip.is_empty(), "Traefik is attached to mallory's network");
+    targets.extend([format!("{traefik_ip}:8080"), format!("{traefik_ip}:8081")]);
+    // The probe's own port, to show it can connect at all.
+    let own = stack
+        .service_field(&mallory, "{{range .Endpoint.VirtualIPs}}{{.Addr}} {{end}}")
+        .unwrap();
+    let own = format!("{}:8080", own.split('/').next().unwrap());
+    targets.push(own.clone());
+    let query: Vec<String> = targets.iter().map(|t| format!("to={}", urlencode(t))).collect();
+    let r = stack
+        .get(&mallory, &format!("/connect?{}", query.join("&")), Some(&token))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let seen: BTreeMap<String, String> = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(seen.get(&own).map(String::as_str), Some("open"), "{seen:?}");
+    for (target, how) in &seen {
+        if *target != own {
+            assert_ne!(how, "open", "mallory reached {target}: {seen:?}");
+        }
+    }
+    let r = stack
+        .get(&mallory, "/unix?path=/var/run/docker.sock", Some(&token))
+        .await;
+    assert!(r.body.contains("missing"), "{}", r.body);
+    // And her token opens only her own workspace.
+    assert_eq!(stack.get(alice, "/healthz", Some(&token)).await.status, 403);
+    assert_eq!(stack.get(alice, "/healthz", Some(alice_token)).await.status, 200);
+}
+
+async fn idle_stop_and_wake(stack: &Stack, alice: &str, token: &str) {
+    let tasks_before = stack.tasks(alice).len();
+    eventually(
+        Duration::from_secs(60),
+        "alice's idle workspace scaled to no task",
+        || async {
+            (stack
+                .service_field(alice, "{{.Spec.Mode.Replicated.Replicas}}")
+                .as_deref()
+                == Some("0"))
+            .then_some(())
+        },
+    )
+    .await;
+    let r = stack.get(alice, "/healthz", Some(token)).await;
+    assert_eq!(r.status, 200, "woken: {}", r.body);
+    assert_eq!(
+        stack
+            .service_field(alice, "{{.Spec.Mode.Replicated.Replicas}}")
+            .as_deref(),
+        Some("1")
+    );
+    assert!(
+        stack.tasks(alice).len() > tasks_before,
+        "a new task on the same service"
+    );
+}
+
+async fn removal_without_502(stack: &Stack, alice: &str, token: &str) {
+    let id_before = stack.service_field(alice, "{{.ID}}").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let load = {
+        let (stop, sent) = (stop.clone(), sent.clone());
+        let (web, host, bearer) = (
+            stack.web.clone(),
+            support::roost::workspace_host(alice),
+            format!("Bearer {token}"),
+        );
+        tokio::spawn(async move {
+            let client = TestClient::default();
+            let mut bad = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let r = client
+                    .get(
+                        &format!("http://{web}/healthz"),
+                        &[("host", host.as_str()), ("authorization", bearer.as_str())],
+                    )
+                    .await;
+                sent.fetch_add(1, Ordering::Relaxed);
+                if r.status == 502 || r.status == 500 {
+                    bad.push(r.status);
+                }
+            }
+            bad
+        })
+    };
+    eventually(Duration::from_secs(10), "requests flowing", || async {
+        (sent.load(Ordering::Relaxed) > 5).then_some(())
+    })
+    .await;
+    let admin = stack.token(&stack.user("admin"), true);
+    let r = TestClient::default()
+        .send(
+            http::Request::post(format!(
+                "http://{}/_roost/api/v1/admin/workspaces/{alice}/remove",
+                stack.web
+            ))
+            .header("host", support::roost::DOMAIN)
+            .header("authorization", format!("Bearer {admin}"))
+            .body(Default::default())
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The requests go on and start it anew: a new service.
+    eventually(Duration::from_secs(60), "alice's workspace made anew", || async {
+        stack
+            .service_field(alice, "{{.ID}}")
+            .filter(|id| *id != id_before)
+            .map(|_| ())
+    })
+    .await;
+    let during = sent.load(Ordering::Relaxed);
+    eventually(Duration::from_secs(30), "requests served again", || async {
+        (sent.load(Ordering::Relaxed) > during + 5).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let bad = load.await.unwrap();
+    assert!(
+        bad.is_empty(),
+        "{} of {} requests failed: {bad:?}",
+        bad.len(),
+        sent.load(Ordering::Relaxed)
+    );
+}
