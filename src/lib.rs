@@ -50,6 +50,8 @@
 //! - [`proxy`]: the fallback proxy (HTTP, WebSocket, the starting page) for
 //!   workspaces Traefik does not route directly yet.
 //! - [`metrics`]: Prometheus metrics served at `/metrics`.
+//! - [`healthcheck`]: `roost healthcheck`, one `GET /healthz` (the image's
+//!   HEALTHCHECK).
 
 pub mod app;
 pub mod audit;
@@ -58,6 +60,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod forward_auth;
+pub mod healthcheck;
 pub mod host;
 pub mod limits;
 pub mod metrics;

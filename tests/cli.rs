@@ -127,10 +127,19 @@ fn secrets_from_the_environment_are_never_printed() {
     assert!(!all.contains("s3cr3t") && !all.contains("tiny\""), "{all}");
 }
 
-#[tokio::test]
-async fn serve_answers_then_drains_on_sigterm() {
+/// `roost serve` as a child process, ready.
+struct Served {
+    child: tokio::process::Child,
+    /// The rest of its (JSON) log.
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+    /// Its internal listener (`/healthz`, `/readyz`).
+    internal: String,
+    _config: tempfile::NamedTempFile,
+}
+
+/// `roost serve` on port 0 with JSON logs, once `/readyz` answers.
+async fn serve_json(issuer: &TestIssuer) -> Served {
     use tokio::io::AsyncBufReadExt;
-    let issuer = TestIssuer::start(&["k1"]).await;
     let text = config_text(&issuer.url, "", "").replace("[oidc]", "[server]\nlog_format = \"json\"\n[oidc]");
     let f = write_config(&text);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_roost"))
@@ -164,6 +173,20 @@ async fn serve_answers_then_drains_on_sigterm() {
         async move { (client.get(&url, &[]).await.status == 200).then_some(()) }
     })
     .await;
+    Served {
+        child,
+        lines,
+        internal: addr,
+        _config: f,
+    }
+}
+
+#[tokio::test]
+async fn serve_answers_then_drains_on_sigterm() {
+    let issuer = TestIssuer::start(&["k1"]).await;
+    let Served {
+        mut child, mut lines, ..
+    } = serve_json(&issuer).await;
     let pid = child.id().unwrap().to_string();
     assert!(Command::new("kill").arg("-TERM").arg(&pid).status().unwrap().success());
     let mut rest = Vec::new();
@@ -176,6 +199,59 @@ async fn serve_answers_then_drains_on_sigterm() {
         .unwrap();
     assert!(status.success(), "{status:?}");
     assert!(rest.iter().any(|l| l.contains("shutting down")), "{rest:?}");
+}
+
+/// `roost healthcheck ARGS`: its exit code and its output (both streams).
+async fn healthcheck(args: &[&str]) -> (Option<i32>, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_roost"))
+        .arg("healthcheck")
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[tokio::test]
+async fn healthcheck_passes_against_a_running_roost_and_fails_against_a_closed_port() {
+    let issuer = TestIssuer::start(&["k1"]).await;
+    let served = serve_json(&issuer).await;
+    let addr = served.internal.clone();
+    let (code, out) = healthcheck(&["--url", &format!("http://{addr}/healthz")]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out.lines().count(), 1, "one line: {out}");
+
+    // From the config file, as the image's HEALTHCHECK runs it; an
+    // unspecified address is checked on loopback.
+    let port = addr.rsplit(':').next().unwrap();
+    for listen in [addr.clone(), format!("0.0.0.0:{port}")] {
+        let f = write_config(&format!("internal_listen = \"{listen}\"\n"));
+        let (code, out) = healthcheck(&["--config", f.path().to_str().unwrap()]).await;
+        assert_eq!(code, Some(0), "{listen}: {out}");
+    }
+
+    // Nothing listening: 1, with one line saying why.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (code, out) = healthcheck(&["--url", &format!("http://{closed}/healthz")]).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(out.lines().count(), 1, "one line: {out}");
+    assert!(out.contains("cannot connect"), "{out}");
+
+    // A path that is not 200 fails too, and a missing config file says so.
+    let (code, out) = healthcheck(&["--url", &format!("http://{addr}/no-such-path")]).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("not 200"), "{out}");
+    let (code, out) = healthcheck(&["--config", "/nonexistent/roost.toml"]).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("cannot read /nonexistent/roost.toml"), "{out}");
 }
 
 #[test]
