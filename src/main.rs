@@ -33,11 +33,23 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// GET /healthz on the internal listener: exit 0 on 200, 1 otherwise.
+    Healthcheck {
+        /// Read `internal_listen` from this file.
+        #[arg(long, short, default_value = roost::healthcheck::DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Check this URL instead (e.g. http://127.0.0.1:8081/healthz).
+        #[arg(long, conflicts_with = "config")]
+        url: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (Command::Serve { config: path } | Command::CheckConfig { config: path }) = &cli.command;
+    let path = match &cli.command {
+        Command::Serve { config } | Command::CheckConfig { config } => config,
+        Command::Healthcheck { config, url } => return roost::healthcheck::run(config, url.as_deref()),
+    };
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(e) => {
