@@ -9,7 +9,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use roost::auth::HttpFetcher;
 use roost::config::{Config, LogFormat};
-use roost::workspace::docker::DockerRuntime;
 
 /// Exit code for an invalid configuration (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
@@ -94,11 +93,7 @@ fn init_tracing(format: LogFormat) {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let (listen, internal_listen) = (config.listen, config.internal_listen);
     let fetcher = Arc::new(HttpFetcher::new(config.oidc.http_timeout));
-    let runtime = Arc::new(
-        DockerRuntime::from_env()
-            .scoped(&config.workspace.labels)
-            .for_deployment(&config.deployment.id, &config.oidc.issuer),
-    );
+    let runtime = roost::workspace::runtime_for(&config);
     // Shared state first: a wrong ROOST_REDIS_URL or an unwritable
     // revocation file stops roost before any port is bound.
     let store = roost::store::open(&config).await?;

@@ -32,9 +32,9 @@ use super::spec::{
     LABEL_ISSUER, LABEL_MANAGED, LABEL_OWNER, LABEL_PROFILE, LABEL_WORKSPACE,
 };
 use crate::config::WorkspaceConfig;
+pub use container::PIDS_LIMIT;
 use container::{address, only_on};
 pub(in crate::workspace) use ready::http_answers;
-pub use container::PIDS_LIMIT;
 
 pub struct DockerRuntime {
     connect: Box<dyn Fn() -> Result<Docker, BollardError> + Send + Sync>,

@@ -3,9 +3,10 @@
 //! service with one task while it runs and none while it is stopped,
 //! removed at `max_lifetime`; it joins only its own overlay network
 //! ([`network`]), which Traefik (`swarm.attach`) joins too, and Traefik
-//! reaches it at the service's virtual IP there. Ready means: its task
-//! runs, its HEALTHCHECK (when the task is on this node) says healthy, and
-//! its port answers at that address. Labels, limits, hardening and the
+//! reaches its task's address there (no virtual IP: containers attached
+//! from outside the swarm cannot reach one on every engine). Ready means:
+//! its task runs, its HEALTHCHECK (when the task is on this node) says
+//! healthy, and its port answers at that address. Labels, limits, hardening and the
 //! ownership rule are the Docker runtime's ([`service`]); volumes are made
 //! and checked by it too, on this node, unless `swarm.volume_driver` serves
 //! every node.
@@ -24,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use bollard::models::{HealthStatusEnum, Service, Task, TaskState};
 use bollard::query_parameters::{
-    EventsOptions, InspectContainerOptions, InspectServiceOptions, ListContainersOptions, ListServicesOptions,
-    ListTasksOptions, LogsOptions, UpdateServiceOptions,
+    EventsOptions, InspectContainerOptions, InspectNetworkOptions, InspectServiceOptions, ListContainersOptions,
+    ListServicesOptions, ListTasksOptions, LogsOptions, UpdateServiceOptions,
 };
 use futures_util::future::BoxFuture;
 use futures_util::stream::StreamExt;
@@ -186,7 +187,9 @@ impl SwarmRuntime {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(RuntimeError::Engine(format!("service {id} did not stop in time").into()));
+                return Err(RuntimeError::Engine(
+                    format!("service {id} did not stop in time").into(),
+                ));
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(POLL_MAX);
@@ -255,14 +258,17 @@ impl SwarmRuntime {
 
     /// Waits until the service's task runs, is healthy and answers at the
     /// service's address on `network`; fails fast when the task ends.
-    async fn wait_ready(&self, id: &str, spec: &WorkspaceSpec, network: &str) -> Result<(SocketAddr, u64), RuntimeError> {
+    async fn wait_ready(
+        &self,
+        id: &str,
+        spec: &WorkspaceSpec,
+        network: &str,
+    ) -> Result<(SocketAddr, u64), RuntimeError> {
         let timeout = spec.config.start_timeout;
         let deadline = Instant::now() + timeout;
         let mut backoff = POLL_START;
-        let mut addr = None;
         loop {
             let s = self.service(id).await?.ok_or(RuntimeError::NoSuchWorkspace)?;
-            addr = addr.or_else(|| virtual_ip(&s, network, spec.config.port));
             let tasks = self.tasks(id).await?;
             if let Some(task) = tasks.first() {
                 match task_state(task) {
@@ -270,6 +276,8 @@ impl SwarmRuntime {
                         return Err(self.ended(id, task).await);
                     }
                     TaskState::RUNNING => {
+                        let name = spec.container_name();
+                        let addr = self.task_address(network, &name, task, spec.config.port).await?;
                         if let Some(addr) = addr {
                             if self.healthy(task).await? && http_answers(addr).await {
                                 return Ok((addr, created_label(&s).unwrap_or(0)));
@@ -285,6 +293,32 @@ impl SwarmRuntime {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(POLL_MAX);
         }
+    }
+
+    /// Where `task` of `service` answers on `network` (an id): its own
+    /// address there, from the swarm's view of the network (any node).
+    async fn task_address(
+        &self,
+        network: &str,
+        service: &str,
+        task: &Task,
+        port: u16,
+    ) -> Result<Option<SocketAddr>, RuntimeError> {
+        let Some(task_id) = task.id.as_deref() else {
+            return Ok(None);
+        };
+        let docker = self.docker.client().await?;
+        let options = InspectNetworkOptions {
+            verbose: true,
+            scope: Some("swarm".into()),
+        };
+        let n = match docker.inspect_network(network, Some(options)).await {
+            Ok(n) => n,
+            Err(e) if status_of(&e) == Some(404) => return Err(RuntimeError::NoSuchWorkspace),
+            Err(e) => return Err(engine(e)),
+        };
+        let services = n.services.unwrap_or_default();
+        Ok(task_ip(&services, service, task_id).map(|ip| SocketAddr::new(ip, port)))
     }
 
     /// Why a task ended during a start: its exit code and last log lines.
@@ -418,17 +452,24 @@ fn is_live(state: TaskState) -> bool {
     )
 }
 
-/// The service's virtual IP on network `network` (an id), at `port`.
-fn virtual_ip(s: &Service, network: &str, port: u16) -> Option<SocketAddr> {
-    let vips = s.endpoint.as_ref()?.virtual_ips.as_ref()?;
-    let addr = vips.iter().find(|v| v.network_id.as_deref() == Some(network))?.addr.as_deref()?;
-    let ip = addr.split('/').next()?.parse().ok()?;
-    Some(SocketAddr::new(ip, port))
+/// The address of task `task_id` of service `service` in a verbose
+/// network inspection's `Services` (tasks on every node, by name
+/// `<service>.<slot>.<task id>`).
+fn task_ip(services: &HashMap<String, serde_json::Value>, service: &str, task_id: &str) -> Option<std::net::IpAddr> {
+    let tasks = services.get(service)?.get("Tasks")?.as_array()?;
+    let task = tasks.iter().find(|t| {
+        t.get("Name")
+            .and_then(|n| n.as_str())
+            .is_some_and(|n| n.ends_with(task_id))
+    })?;
+    task.get("EndpointIP")?.as_str()?.parse().ok()
 }
 
 /// The slug in a service event's name `<deployment>-<slug>`.
 fn slug_of<'a>(deployment: &str, name: &'a str) -> Option<&'a str> {
-    name.strip_prefix(deployment)?.strip_prefix('-').filter(|s| !s.is_empty())
+    name.strip_prefix(deployment)?
+        .strip_prefix('-')
+        .filter(|s| !s.is_empty())
 }
 
 impl Runtime for SwarmRuntime {
@@ -597,7 +638,10 @@ impl Runtime for SwarmRuntime {
                     };
                     let attributes = msg.actor?.attributes?;
                     let slug = slug_of(&deployment, attributes.get("name")?)?.to_string();
-                    match (msg.action.as_deref()?, attributes.get("replicas.new").map(String::as_str)) {
+                    match (
+                        msg.action.as_deref()?,
+                        attributes.get("replicas.new").map(String::as_str),
+                    ) {
                         ("remove", _) => Some(Ok(RuntimeEvent::Destroyed { slug })),
                         ("update", Some("0")) => Some(Ok(RuntimeEvent::Stopped { slug })),
                         ("update" | "create", _) => Some(Ok(RuntimeEvent::Started { slug })),
@@ -628,6 +672,20 @@ mod tests {
         assert_eq!(slug_of("roost", "roost-"), None);
         assert_eq!(slug_of("roost", "other-alice"), None);
         assert_eq!(slug_of("roost", "roostalice"), None);
+    }
+
+    #[test]
+    fn a_task_is_found_by_its_id_in_the_networks_view() {
+        let services: HashMap<String, serde_json::Value> = serde_json::from_str(
+            r#"{"": {"Tasks": [{"Name": "traefik", "EndpointIP": "10.0.1.5"}]},
+                "roost-alice": {"VIP": "<nil>", "Tasks": [
+                  {"Name": "roost-alice.1.oldtask", "EndpointIP": "10.0.1.3"},
+                  {"Name": "roost-alice.1.newtask", "EndpointIP": "10.0.1.7"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(task_ip(&services, "roost-alice", "newtask"), Some([10, 0, 1, 7].into()));
+        assert_eq!(task_ip(&services, "roost-alice", "gone"), None);
+        assert_eq!(task_ip(&services, "roost-bob", "newtask"), None);
     }
 
     #[test]

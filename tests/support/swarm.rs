@@ -162,7 +162,7 @@ impl Stack {
         super::eventually(Duration::from_secs(60), "roost behind Traefik", || {
             let probe = probe.clone();
             let stack = &stack;
-            async move { (stack.get(&probe, "/", None).await.status == 401).then_some(()) }
+            async move { (stack.try_get(&probe, "/", None).await.ok()?.status == 401).then_some(()) }
         })
         .await;
         Some(stack)
@@ -212,15 +212,16 @@ attach = ["{traefik}"]
 
     /// `GET path` on `user`'s workspace through Traefik, with `token`.
     pub async fn get(&self, user: &str, path: &str, token: Option<&str>) -> Reply {
-        let host = workspace_host(user);
-        let bearer = token.map(|t| format!("Bearer {t}"));
-        let mut headers = vec![("host", host.as_str())];
-        if let Some(b) = &bearer {
-            headers.push(("authorization", b.as_str()));
+        self.try_get(user, path, token).await.unwrap()
+    }
+
+    /// The same, with a connection failure as an error (Traefik starting).
+    pub async fn try_get(&self, user: &str, path: &str, token: Option<&str>) -> Result<Reply, String> {
+        let mut req = http::Request::get(format!("http://{}{path}", self.web)).header("host", workspace_host(user));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
         }
-        TestClient::default()
-            .get(&format!("http://{}{path}", self.web), &headers)
-            .await
+        TestClient::default().send(req.body(Default::default()).unwrap()).await
     }
 
     /// The service of `user`'s workspace.
@@ -244,6 +245,19 @@ attach = ["{traefik}"]
         docker_lines(&["service", "ps", "-q", &self.service(user)])
     }
 
+    /// The running task container of `user`'s service (on this node).
+    pub fn task_container(&self, user: &str) -> String {
+        docker_lines(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=com.docker.swarm.service.name={}", self.service(user)),
+        ])
+        .into_iter()
+        .next()
+        .expect("a running task container")
+    }
+
     pub fn roost_logs(&self) -> String {
         let out = Command::new("docker")
             .args(["logs", "--tail", "80", &self.roost])
@@ -255,11 +269,28 @@ attach = ["{traefik}"]
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- roost's last log lines ---\n{}", self.roost_logs());
-        }
         let filter = self.cleanup.filter();
         let services = docker_lines(&["service", "ls", "-q", "--filter", &filter]);
+        if std::thread::panicking() {
+            eprintln!("--- roost's last log lines ---\n{}", self.roost_logs());
+            for s in &services {
+                let out = Command::new("docker")
+                    .args([
+                        "service",
+                        "ps",
+                        "--no-trunc",
+                        "--format",
+                        "{{.Name}} {{.CurrentState}} {{.Error}}",
+                        s,
+                    ])
+                    .output();
+                eprintln!(
+                    "--- tasks of {s} ---\n{}",
+                    out.map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                        .unwrap_or_default()
+                );
+            }
+        }
         if !services.is_empty() {
             let _ = Command::new("docker").args(["service", "rm"]).args(&services).output();
         }

@@ -33,26 +33,31 @@ pub(super) fn runtime(
             "\"published\" is not for workspace.runtime = \"swarm\": Traefik reaches a workspace on its own overlay network (leave it out)",
         );
     }
-    let attach = c.value("swarm.attach", swarm.attach, None).and_then(|names: Vec<String>| {
-        let bad = names.iter().find(|n| !is_container_name(n));
-        match bad {
-            _ if names.is_empty() => {
-                c.error(
-                    "swarm.attach",
-                    "must name at least one container: Traefik's, which reaches workspaces on their networks",
-                );
-                None
+    let attach = c
+        .value("swarm.attach", swarm.attach, None)
+        .and_then(|names: Vec<String>| {
+            let bad = names.iter().find(|n| !is_container_name(n));
+            match bad {
+                _ if names.is_empty() => {
+                    c.error(
+                        "swarm.attach",
+                        "must name at least one container: Traefik's, which reaches workspaces on their networks",
+                    );
+                    None
+                }
+                Some(n) => {
+                    c.error("swarm.attach", format!("{n:?} is not a container name"));
+                    None
+                }
+                None => Some(names),
             }
-            Some(n) => {
-                c.error("swarm.attach", format!("{n:?} is not a container name"));
-                None
-            }
-            None => Some(names),
-        }
-    });
+        });
     let volume_driver = c.optional("swarm.volume_driver", swarm.volume_driver);
     if volume_driver.as_deref().is_some_and(|d| d.trim().is_empty()) {
-        c.error("swarm.volume_driver", "must not be empty (leave it out for local volumes)");
+        c.error(
+            "swarm.volume_driver",
+            "must not be empty (leave it out for local volumes)",
+        );
         return None;
     }
     Some(RuntimeChoice::Swarm(SwarmConfig {
@@ -65,5 +70,6 @@ pub(super) fn runtime(
 fn is_container_name(s: &str) -> bool {
     s.len() <= 128
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }

@@ -20,7 +20,8 @@ use crate::workspace::spec::{
 impl DockerRuntime {
     /// The stopped container of `slug` and where its volume is mounted.
     async fn volume_mount(&self, slug: &str) -> Result<(String, String), RuntimeError> {
-        self.volume_mount_in(&container_name(&self.deployment, slug), slug).await
+        self.volume_mount_in(&container_name(&self.deployment, slug), slug)
+            .await
     }
 
     /// The stopped container `container` and where `slug`'s volume is mounted in it.
@@ -52,7 +53,11 @@ impl DockerRuntime {
     }
 
     /// `slug`'s volume read through `container` (stopped), which mounts it.
-    pub(in crate::workspace) async fn export_through(&self, container: &str, slug: &str) -> Result<ByteStream, RuntimeError> {
+    pub(in crate::workspace) async fn export_through(
+        &self,
+        container: &str,
+        slug: &str,
+    ) -> Result<ByteStream, RuntimeError> {
         let (id, path) = self.volume_mount_in(container, slug).await?;
         self.export_from(id, path).await
     }
@@ -73,7 +78,12 @@ impl DockerRuntime {
     }
 
     /// Unpacks `tar` into `slug`'s volume through `container` (stopped).
-    pub(in crate::workspace) async fn import_through(&self, container: &str, slug: &str, tar: ByteStream) -> Result<(), RuntimeError> {
+    pub(in crate::workspace) async fn import_through(
+        &self,
+        container: &str,
+        slug: &str,
+        tar: ByteStream,
+    ) -> Result<(), RuntimeError> {
         let (id, path) = self.volume_mount_in(container, slug).await?;
         self.import_into(id, path, tar).await
     }

@@ -39,10 +39,9 @@ impl SwarmRuntime {
                 match docker.create_network(request).await {
                     Ok(made) => made.id,
                     // Another replica made it first: theirs, once checked.
-                    Err(e) if status_of(&e) == Some(409) => self
-                        .network_id(&name, &spec.slug)
-                        .await?
-                        .ok_or_else(|| engine(e))?,
+                    Err(e) if status_of(&e) == Some(409) => {
+                        self.network_id(&name, &spec.slug).await?.ok_or_else(|| engine(e))?
+                    }
                     Err(e) => return Err(engine(e)),
                 }
             }
@@ -86,10 +85,7 @@ impl SwarmRuntime {
     /// another's is refused.
     async fn network_id(&self, name: &str, slug: &str) -> Result<Option<String>, RuntimeError> {
         let docker = self.docker.client().await?;
-        let n = match docker
-            .inspect_network(name, None::<InspectNetworkOptions>)
-            .await
-        {
+        let n = match docker.inspect_network(name, None::<InspectNetworkOptions>).await {
             Ok(n) => n,
             Err(e) if status_of(&e) == Some(404) => return Ok(None),
             Err(e) => return Err(engine(e)),
@@ -99,7 +95,9 @@ impl SwarmRuntime {
             && labels.get(LABEL_WORKSPACE).map(String::as_str) == Some(slug);
         if !ours || n.driver.as_deref() != Some("overlay") {
             tracing::error!(network = %name, "a network with this workspace's name is not roost's overlay for it");
-            return Err(RuntimeError::UnsafeNetwork(format!("network {name:?} is not this workspace's")));
+            return Err(RuntimeError::UnsafeNetwork(format!(
+                "network {name:?} is not this workspace's"
+            )));
         }
         Ok(n.id)
     }

@@ -8,9 +8,9 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    Limit, Mount, MountTmpfsOptions, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
-    NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecContainerSpecPrivileges, TaskSpecPlacement, TaskSpecResources,
+    EndpointSpec, EndpointSpecModeEnum, Limit, Mount, MountTmpfsOptions, MountType, MountVolumeOptions,
+    MountVolumeOptionsDriverConfig, NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
+    TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecPrivileges, TaskSpecPlacement, TaskSpecResources,
     TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 
@@ -112,7 +112,16 @@ pub fn service_spec(spec: &WorkspaceSpec, network: &str, placement: &Placement, 
         labels: Some(labels),
         task_template: Some(task),
         mode: Some(ServiceSpecMode {
-            replicated: Some(ServiceSpecModeReplicated { replicas: Some(replicas) }),
+            replicated: Some(ServiceSpecModeReplicated {
+                replicas: Some(replicas),
+            }),
+            ..Default::default()
+        }),
+        // No virtual IP: containers attached to an overlay outside the
+        // swarm (Traefik, roost) cannot reach one on every engine; they
+        // reach the task's own address.
+        endpoint_spec: Some(EndpointSpec {
+            mode: Some(EndpointSpecModeEnum::DNSRR),
             ..Default::default()
         }),
         ..Default::default()
@@ -176,11 +185,17 @@ mod tests {
         let c = task.container_spec.unwrap();
         assert_eq!(c.capability_drop, Some(vec!["ALL".to_string()]));
         assert_eq!(c.privileges.unwrap().no_new_privileges, Some(true));
-        assert_eq!(c.labels.unwrap()[LABEL_OWNER], "auth0|alice", "task containers are found by label too");
+        assert_eq!(
+            c.labels.unwrap()[LABEL_OWNER],
+            "auth0|alice",
+            "task containers are found by label too"
+        );
         let mounts = c.mounts.unwrap();
         assert_eq!(mounts[0].source.as_deref(), Some("roost-alice-data"));
         assert_eq!(mounts[1].target.as_deref(), Some("/tmp"));
-        assert!(mounts.iter().all(|m| m.source.as_deref() != Some("/var/run/docker.sock")));
+        assert!(mounts
+            .iter()
+            .all(|m| m.source.as_deref() != Some("/var/run/docker.sock")));
         let limits = task.resources.unwrap().limits.unwrap();
         assert_eq!(limits.memory_bytes, Some(512 * 1024 * 1024));
         assert_eq!(limits.pids, Some(PIDS_LIMIT));
@@ -195,13 +210,21 @@ mod tests {
         let s = service_spec(&spec(""), "n", &Placement::Driver("nfs".into()), 0);
         let task = s.task_template.unwrap();
         assert!(task.placement.unwrap().constraints.unwrap().is_empty());
-        let volume = task.container_spec.unwrap().mounts.unwrap()[0].volume_options.clone().unwrap();
+        let volume = task.container_spec.unwrap().mounts.unwrap()[0]
+            .volume_options
+            .clone()
+            .unwrap();
         assert_eq!(volume.driver_config.unwrap().name.as_deref(), Some("nfs"));
     }
 
     #[test]
     fn scaling_keeps_the_rest_and_a_restart_forces_a_new_task() {
-        let s = service_spec(&spec("command = [\"/echo\", \"-v\"]"), "n", &Placement::Node("n1".into()), 1);
+        let s = service_spec(
+            &spec("command = [\"/echo\", \"-v\"]"),
+            "n",
+            &Placement::Node("n1".into()),
+            1,
+        );
         let down = scaled(s.clone(), 0, false);
         assert_eq!(replicas(&down), 0);
         assert_eq!(down.task_template, s.task_template);
