@@ -110,7 +110,12 @@ impl SwarmRuntime {
         let options = ListTasksOptions {
             filters: Some(HashMap::from([("service".into(), vec![service.to_string()])])),
         };
-        let mut tasks = docker.list_tasks(Some(options)).await.map_err(engine)?;
+        let mut tasks = match docker.list_tasks(Some(options)).await {
+            Ok(tasks) => tasks,
+            // The service is gone, and its tasks with it.
+            Err(e) if status_of(&e) == Some(404) => return Ok(Vec::new()),
+            Err(e) => return Err(engine(e)),
+        };
         tasks.sort_by_key(|t| std::cmp::Reverse(t.version.as_ref().and_then(|v| v.index).unwrap_or(0)));
         Ok(tasks)
     }
