@@ -303,6 +303,28 @@ impl DockerRuntime {
     }
 }
 
+/// Both output streams' last `tail` lines.
+pub(in crate::workspace) fn last_lines(tail: usize) -> LogsOptions {
+    LogsOptions {
+        stdout: true,
+        stderr: true,
+        tail: tail.to_string(),
+        ..Default::default()
+    }
+}
+
+/// The lines of a log stream (a container's or a service's).
+pub(in crate::workspace) async fn log_lines(
+    stream: impl futures_util::Stream<Item = Result<bollard::container::LogOutput, BollardError>>,
+) -> Result<Vec<String>, RuntimeError> {
+    let mut stream = std::pin::pin!(stream);
+    let mut text = String::new();
+    while let Some(chunk) = stream.next().await {
+        text.push_str(&chunk.map_err(engine)?.to_string());
+    }
+    Ok(text.lines().map(str::to_string).collect())
+}
+
 fn is_running(c: &ContainerInspectResponse) -> bool {
     c.state.as_ref().and_then(|s| s.running).unwrap_or(false)
 }
@@ -413,18 +435,7 @@ impl Runtime for DockerRuntime {
     fn logs<'a>(&'a self, id: &'a str, tail: usize) -> BoxFuture<'a, Result<Vec<String>, RuntimeError>> {
         Box::pin(async move {
             let docker = self.client().await?;
-            let options = LogsOptions {
-                stdout: true,
-                stderr: true,
-                tail: tail.to_string(),
-                ..Default::default()
-            };
-            let mut stream = docker.logs(id, Some(options));
-            let mut text = String::new();
-            while let Some(chunk) = stream.next().await {
-                text.push_str(&chunk.map_err(engine)?.to_string());
-            }
-            Ok(text.lines().map(str::to_string).collect())
+            log_lines(docker.logs(id, Some(last_lines(tail)))).await
         })
     }
 

@@ -15,27 +15,26 @@
 //! itself (it probes and proxies), so it runs on that node, in Traefik's
 //! network namespace or attached by `swarm.attach`.
 
+mod events;
 mod network;
 mod service;
+mod tasks;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bollard::models::{HealthStatusEnum, Service, Task, TaskState};
+use bollard::models::{Service, TaskState};
 use bollard::query_parameters::{
-    EventsOptions, InspectContainerOptions, InspectNetworkOptions, InspectServiceOptions, ListContainersOptions,
-    ListServicesOptions, ListTasksOptions, LogsOptions, UpdateServiceOptions,
+    InspectServiceOptions, ListContainersOptions, ListServicesOptions, UpdateServiceOptions,
 };
 use futures_util::future::BoxFuture;
-use futures_util::stream::StreamExt;
 use tokio::sync::OnceCell;
 
-use super::docker::{engine, http_answers, status_of, DockerRuntime};
+use super::docker::{engine, last_lines, log_lines, status_of, DockerRuntime};
 use super::runtime::{
-    Action, ByteStream, ContainerInfo, ContainerState, EventStream, Progress, Running, Runtime, RuntimeError,
-    RuntimeEvent, Stats, Step,
+    Action, ByteStream, ContainerInfo, ContainerState, EventStream, Progress, Running, Runtime, RuntimeError, Stats,
+    Step,
 };
 use super::spec::{
     container_name, ownership, Ownership, WorkspaceSpec, LABEL_CONFIG_HASH, LABEL_CREATED, LABEL_OWNER, LABEL_PROFILE,
@@ -44,13 +43,10 @@ use super::spec::{
 use crate::config::SwarmConfig;
 pub use network::network_name;
 use service::{replicas, scaled, service_spec, Placement};
+use tasks::task_state;
 
-/// Readiness polling (tasks take a few hundred milliseconds to schedule).
-const POLL_START: Duration = Duration::from_millis(20);
-const POLL_MAX: Duration = Duration::from_millis(200);
 /// How long a stop or removal waits for the task to end beyond its grace.
 const END_WAIT: Duration = Duration::from_secs(15);
-const FAILURE_LOG_LINES: usize = 20;
 
 pub struct SwarmRuntime {
     /// The same engine as a Docker runtime: its client, scope, volumes,
@@ -102,22 +98,6 @@ impl SwarmRuntime {
     fn in_scope(&self, s: &Service) -> bool {
         let labels = service_labels(s);
         self.docker.labels_in_scope(|k| labels.get(k).map(String::as_str))
-    }
-
-    /// The service's tasks, newest first.
-    async fn tasks(&self, service: &str) -> Result<Vec<Task>, RuntimeError> {
-        let docker = self.docker.client().await?;
-        let options = ListTasksOptions {
-            filters: Some(HashMap::from([("service".into(), vec![service.to_string()])])),
-        };
-        let mut tasks = match docker.list_tasks(Some(options)).await {
-            Ok(tasks) => tasks,
-            // The service is gone, and its tasks with it.
-            Err(e) if status_of(&e) == Some(404) => return Ok(Vec::new()),
-            Err(e) => return Err(engine(e)),
-        };
-        tasks.sort_by_key(|t| std::cmp::Reverse(t.version.as_ref().and_then(|v| v.index).unwrap_or(0)));
-        Ok(tasks)
     }
 
     async fn update(&self, s: &Service, spec: bollard::models::ServiceSpec) -> Result<(), RuntimeError> {
@@ -182,25 +162,6 @@ impl SwarmRuntime {
         self.wait_ended(id, END_WAIT).await
     }
 
-    /// Waits until no task of service `id` runs (or exists).
-    async fn wait_ended(&self, id: &str, limit: Duration) -> Result<(), RuntimeError> {
-        let deadline = Instant::now() + limit;
-        let mut backoff = POLL_START;
-        loop {
-            let tasks = self.tasks(id).await?;
-            if !tasks.iter().any(|t| is_live(task_state(t))) {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(RuntimeError::Engine(
-                    format!("service {id} did not stop in time").into(),
-                ));
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(POLL_MAX);
-        }
-    }
-
     async fn ensure_inner(&self, spec: &WorkspaceSpec, progress: Progress<'_>) -> Result<Running, RuntimeError> {
         let name = spec.container_name();
         let existing = self.service(&name).await?;
@@ -259,110 +220,6 @@ impl SwarmRuntime {
                 Err(e)
             }
         }
-    }
-
-    /// Waits until the service's task runs, is healthy and answers at the
-    /// service's address on `network`; fails fast when the task ends.
-    async fn wait_ready(
-        &self,
-        id: &str,
-        spec: &WorkspaceSpec,
-        network: &str,
-    ) -> Result<(SocketAddr, u64), RuntimeError> {
-        let timeout = spec.config.start_timeout;
-        let deadline = Instant::now() + timeout;
-        let mut backoff = POLL_START;
-        loop {
-            let s = self.service(id).await?.ok_or(RuntimeError::NoSuchWorkspace)?;
-            let tasks = self.tasks(id).await?;
-            if let Some(task) = tasks.first() {
-                match task_state(task) {
-                    TaskState::FAILED | TaskState::REJECTED | TaskState::COMPLETE | TaskState::SHUTDOWN => {
-                        return Err(self.ended(id, task).await);
-                    }
-                    TaskState::RUNNING => {
-                        let name = spec.container_name();
-                        let addr = self.task_address(network, &name, task, spec.config.port).await?;
-                        if let Some(addr) = addr {
-                            if self.healthy(task).await? && http_answers(addr).await {
-                                return Ok((addr, created_label(&s).unwrap_or(0)));
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            if Instant::now() + backoff > deadline {
-                return Err(RuntimeError::StartTimeout(timeout));
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(POLL_MAX);
-        }
-    }
-
-    /// Where `task` of `service` answers on `network` (an id): its own
-    /// address there, from the swarm's view of the network (any node).
-    async fn task_address(
-        &self,
-        network: &str,
-        service: &str,
-        task: &Task,
-        port: u16,
-    ) -> Result<Option<SocketAddr>, RuntimeError> {
-        let Some(task_id) = task.id.as_deref() else {
-            return Ok(None);
-        };
-        let docker = self.docker.client().await?;
-        let options = InspectNetworkOptions {
-            verbose: true,
-            scope: Some("swarm".into()),
-        };
-        let n = match docker.inspect_network(network, Some(options)).await {
-            Ok(n) => n,
-            Err(e) if status_of(&e) == Some(404) => return Err(RuntimeError::NoSuchWorkspace),
-            Err(e) => return Err(engine(e)),
-        };
-        let services = n.services.unwrap_or_default();
-        Ok(task_ip(&services, service, task_id).map(|ip| SocketAddr::new(ip, port)))
-    }
-
-    /// Why a task ended during a start: its exit code and last log lines.
-    async fn ended(&self, id: &str, task: &Task) -> RuntimeError {
-        let status = task.status.clone().unwrap_or_default();
-        if let Some(err) = &status.err {
-            tracing::warn!(service = %id, error = %err, "workspace task failed");
-        }
-        let logs = self.logs(id, FAILURE_LOG_LINES).await.unwrap_or_default();
-        RuntimeError::Exited {
-            code: status.container_status.and_then(|c| c.exit_code).unwrap_or(-1),
-            logs,
-        }
-    }
-
-    /// Whether the task's container says healthy (or has no HEALTHCHECK);
-    /// a task on another node counts as healthy: the probe decides.
-    async fn healthy(&self, task: &Task) -> Result<bool, RuntimeError> {
-        let Some(container) = task
-            .status
-            .as_ref()
-            .and_then(|s| s.container_status.as_ref())
-            .and_then(|c| c.container_id.clone())
-        else {
-            return Ok(false);
-        };
-        let docker = self.docker.client().await?;
-        let c = match docker
-            .inspect_container(&container, None::<InspectContainerOptions>)
-            .await
-        {
-            Ok(c) => c,
-            Err(e) if status_of(&e) == Some(404) => return Ok(true),
-            Err(e) => return Err(engine(e)),
-        };
-        Ok(!matches!(
-            c.state.and_then(|s| s.health).and_then(|h| h.status),
-            Some(HealthStatusEnum::STARTING | HealthStatusEnum::UNHEALTHY)
-        ))
     }
 
     /// Scales a service to no task and waits until its task has ended.
@@ -438,43 +295,6 @@ fn service_labels(s: &Service) -> HashMap<String, String> {
 
 fn created_label(s: &Service) -> Option<u64> {
     service_labels(s).get(LABEL_CREATED)?.parse().ok()
-}
-
-fn task_state(t: &Task) -> TaskState {
-    t.status.as_ref().and_then(|s| s.state).unwrap_or(TaskState::NEW)
-}
-
-/// A task that has not ended (it may still become or be running).
-fn is_live(state: TaskState) -> bool {
-    !matches!(
-        state,
-        TaskState::COMPLETE
-            | TaskState::SHUTDOWN
-            | TaskState::FAILED
-            | TaskState::REJECTED
-            | TaskState::REMOVE
-            | TaskState::ORPHANED
-    )
-}
-
-/// The address of task `task_id` of service `service` in a verbose
-/// network inspection's `Services` (tasks on every node, by name
-/// `<service>.<slot>.<task id>`).
-fn task_ip(services: &HashMap<String, serde_json::Value>, service: &str, task_id: &str) -> Option<std::net::IpAddr> {
-    let tasks = services.get(service)?.get("Tasks")?.as_array()?;
-    let task = tasks.iter().find(|t| {
-        t.get("Name")
-            .and_then(|n| n.as_str())
-            .is_some_and(|n| n.ends_with(task_id))
-    })?;
-    task.get("EndpointIP")?.as_str()?.parse().ok()
-}
-
-/// The slug in a service event's name `<deployment>-<slug>`.
-fn slug_of<'a>(deployment: &str, name: &'a str) -> Option<&'a str> {
-    name.strip_prefix(deployment)?
-        .strip_prefix('-')
-        .filter(|s| !s.is_empty())
 }
 
 impl Runtime for SwarmRuntime {
@@ -590,18 +410,7 @@ impl Runtime for SwarmRuntime {
     fn logs<'a>(&'a self, id: &'a str, tail: usize) -> BoxFuture<'a, Result<Vec<String>, RuntimeError>> {
         Box::pin(async move {
             let docker = self.docker.client().await?;
-            let options = LogsOptions {
-                stdout: true,
-                stderr: true,
-                tail: tail.to_string(),
-                ..Default::default()
-            };
-            let mut stream = docker.service_logs(id, Some(options));
-            let mut text = String::new();
-            while let Some(chunk) = stream.next().await {
-                text.push_str(&chunk.map_err(engine)?.to_string());
-            }
-            Ok(text.lines().map(str::to_string).collect())
+            log_lines(docker.service_logs(id, Some(last_lines(tail)))).await
         })
     }
 
@@ -615,89 +424,9 @@ impl Runtime for SwarmRuntime {
         })
     }
 
-    /// The swarm's service events (scaled up: started; scaled down:
-    /// stopped; removed: destroyed), and the task containers' deaths on
-    /// this node (an app that exits).
+    /// The swarm's service events and this node's task container deaths
+    /// ([`events`]).
     fn events(&self) -> BoxFuture<'_, Result<EventStream, RuntimeError>> {
-        Box::pin(async move {
-            let docker = self.docker.client().await?.clone();
-            let services = EventsOptions {
-                filters: Some(HashMap::from([("type".into(), vec!["service".into()])])),
-                ..Default::default()
-            };
-            let containers = EventsOptions {
-                filters: Some(HashMap::from([
-                    ("type".into(), vec!["container".into()]),
-                    ("label".into(), self.docker.scope().to_vec()),
-                    ("event".into(), vec!["die".into()]),
-                ])),
-                ..Default::default()
-            };
-            let deployment = self.docker.deployment().to_string();
-            let services = docker.events(Some(services)).filter_map(move |msg| {
-                let deployment = deployment.clone();
-                async move {
-                    let msg = match msg {
-                        Ok(msg) => msg,
-                        Err(e) => return Some(Err(engine(e))),
-                    };
-                    let attributes = msg.actor?.attributes?;
-                    let slug = slug_of(&deployment, attributes.get("name")?)?.to_string();
-                    match (
-                        msg.action.as_deref()?,
-                        attributes.get("replicas.new").map(String::as_str),
-                    ) {
-                        ("remove", _) => Some(Ok(RuntimeEvent::Destroyed { slug })),
-                        ("update", Some("0")) => Some(Ok(RuntimeEvent::Stopped { slug })),
-                        ("update" | "create", _) => Some(Ok(RuntimeEvent::Started { slug })),
-                        _ => None,
-                    }
-                }
-            });
-            let deaths = docker.events(Some(containers)).filter_map(|msg| async move {
-                let msg = match msg {
-                    Ok(msg) => msg,
-                    Err(e) => return Some(Err(engine(e))),
-                };
-                let slug = msg.actor?.attributes?.get(LABEL_WORKSPACE)?.clone();
-                Some(Ok(RuntimeEvent::Stopped { slug }))
-            });
-            Ok(futures_util::stream::select(services, deaths).boxed())
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn event_names_give_slugs_of_this_deployment_only() {
-        assert_eq!(slug_of("roost", "roost-alice-1f2e"), Some("alice-1f2e"));
-        assert_eq!(slug_of("roost", "roost-"), None);
-        assert_eq!(slug_of("roost", "other-alice"), None);
-        assert_eq!(slug_of("roost", "roostalice"), None);
-    }
-
-    #[test]
-    fn a_task_is_found_by_its_id_in_the_networks_view() {
-        let services: HashMap<String, serde_json::Value> = serde_json::from_str(
-            r#"{"": {"Tasks": [{"Name": "traefik", "EndpointIP": "10.0.1.5"}]},
-                "roost-alice": {"VIP": "<nil>", "Tasks": [
-                  {"Name": "roost-alice.1.oldtask", "EndpointIP": "10.0.1.3"},
-                  {"Name": "roost-alice.1.newtask", "EndpointIP": "10.0.1.7"}]}}"#,
-        )
-        .unwrap();
-        assert_eq!(task_ip(&services, "roost-alice", "newtask"), Some([10, 0, 1, 7].into()));
-        assert_eq!(task_ip(&services, "roost-alice", "gone"), None);
-        assert_eq!(task_ip(&services, "roost-bob", "newtask"), None);
-    }
-
-    #[test]
-    fn only_ended_tasks_are_not_live() {
-        assert!(is_live(TaskState::RUNNING));
-        assert!(is_live(TaskState::PREPARING));
-        assert!(!is_live(TaskState::SHUTDOWN));
-        assert!(!is_live(TaskState::FAILED));
+        Box::pin(self.event_stream())
     }
 }
