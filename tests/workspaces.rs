@@ -295,7 +295,11 @@ async fn idle_workspaces_are_culled_and_busy_ones_are_not() {
 #[tokio::test]
 async fn past_max_lifetime_the_container_is_removed_and_recreated() {
     let Some(w) = World::new("life").await else { return };
-    let roost = w.roost("idle_timeout = \"1s\"\nmax_lifetime = \"2s\"").await;
+    // idle_timeout as long as max_lifetime: a pass checks the lifetime
+    // first, and idleness can never be older than the container, so the
+    // removal always wins (with a shorter idle_timeout an idle stop could
+    // come first on a slow machine, and a stopped container is not removed).
+    let roost = w.roost("idle_timeout = \"2s\"\nmax_lifetime = \"2s\"").await;
     let alice = w.user("alice");
     let token = w.token(&alice);
     auth_until_ok(&roost, &alice, &token).await;
