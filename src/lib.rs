@@ -40,8 +40,8 @@
 //! - [`clock`]: wall-clock seconds for expiry and labels, and the [`clock::Clock`]
 //!   trait the registry reads them through (tests pause it).
 //! - [`limits`]: governor rate limits per address and per user.
-//! - [`workspace`]: the container runtime trait with its Docker (bollard)
-//!   and in-memory implementations, the registry (private state, one verb
+//! - [`workspace`]: the container runtime trait with its Docker (bollard),
+//!   Docker Swarm and in-memory implementations, the registry (private state, one verb
 //!   per transition: single-flight spawn, drain and retire), the reaper,
 //!   engine events, the status view.
 //! - [`error`]: every refusal turned into its response, in one place.
