@@ -1,111 +1,21 @@
 //! In-process costs of the `/auth` hot path (criterion):
 //! - token verification cold (full RSA verify) vs cached (moka hit);
-//! - the whole `/auth` decision for a cached token, and the request parse.
+//! - the whole `/auth` decision for a cached token and for a session
+//!   cookie, and the request parse.
 //!
 //! Keys come from a static in-memory fetcher: this measures roost's own
 //! work, not a network (the load script in `benches/load.sh` does that).
 
+mod common;
+
 use std::hint::black_box;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use common::{setup, token};
 use criterion::{criterion_group, criterion_main, Criterion};
-use futures_util::future::BoxFuture;
-use http::{HeaderMap, HeaderValue};
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-use roost::app::App;
-use roost::auth::{FetchError, KeyFetcher};
-use roost::config::{Config, Secrets};
+use http::HeaderValue;
 use roost::forward_auth::AuthRequest;
-use roost::workspace::memory::MemoryRuntime;
-use serde_json::json;
-
-const ISSUER: &str = "https://tenant.example.auth0.com/";
-const AUDIENCE: &str = "https://roost.test/api";
-
-/// Serves fixed discovery and JWKS documents from memory.
-struct StaticFetcher {
-    jwks: Bytes,
-}
-
-impl KeyFetcher for StaticFetcher {
-    fn fetch<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Bytes, FetchError>> {
-        Box::pin(async move {
-            if url.ends_with("openid-configuration") {
-                Ok(Bytes::from(
-                    json!({"issuer": ISSUER, "jwks_uri": format!("{ISSUER}.well-known/jwks.json")}).to_string(),
-                ))
-            } else {
-                Ok(self.jwks.clone())
-            }
-        })
-    }
-
-    fn post_form<'a>(&'a self, _url: &'a str, _form: String) -> BoxFuture<'a, Result<Bytes, FetchError>> {
-        // The benchmarks never sign a browser in.
-        Box::pin(async { Err(FetchError::Status(404)) })
-    }
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/fixtures/keys/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
-fn token(sub: &str) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("k1".into());
-    let claims = json!({
-        "iss": ISSUER, "sub": sub, "aud": [AUDIENCE, format!("{ISSUER}userinfo")],
-        "iat": now, "exp": now + 86_400, "scope": "openid profile email",
-        "permissions": ["read:workspace"], "email": format!("{sub}@example.com"),
-    });
-    encode(
-        &header,
-        &claims,
-        &EncodingKey::from_rsa_pem(&fixture("k1.pem")).unwrap(),
-    )
-    .unwrap()
-}
-
-fn app(rt: &tokio::runtime::Runtime) -> Arc<App> {
-    let text = format!(
-        r#"
-[oidc]
-issuer = "{ISSUER}"
-audience = "{AUDIENCE}"
-[routing]
-domain = "ws.roost.test"
-roost_url = "http://127.0.0.1:8080"
-[workspace]
-image = "roost-echo:test"
-[limits]
-authenticated_per_user = "100000000/s"
-"#
-    );
-    let config = Config::from_toml(&text, Secrets::default()).unwrap();
-    let jwk: serde_json::Value = serde_json::from_slice(&fixture("k1.jwk.json")).unwrap();
-    let fetcher = Arc::new(StaticFetcher {
-        jwks: Bytes::from(json!({ "keys": [jwk] }).to_string()),
-    });
-    // Containers in memory: the benchmark measures roost, not an engine.
-    let runtime = Arc::new(MemoryRuntime::new(([127, 0, 0, 1], 9).into()));
-    let app = App::new(config, fetcher, runtime, Arc::new(roost::store::Embedded::in_memory()));
-    rt.block_on(app.keys.refresh()).unwrap();
-    app
-}
-
-/// A current-thread runtime and an app whose keys are loaded.
-fn setup() -> (tokio::runtime::Runtime, Arc<App>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let app = app(&rt);
-    (rt, app)
-}
 
 fn verify(c: &mut Criterion) {
     let (rt, app) = setup();
@@ -123,12 +33,7 @@ fn decision(c: &mut Criterion) {
     let (rt, app) = setup();
     let tok = token("alice");
     rt.block_on(app.verifier.verify(&tok)).unwrap();
-    let mut headers = HeaderMap::new();
-    headers.insert("x-forwarded-host", HeaderValue::from_static("alice.ws.roost.test"));
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-    headers.insert("x-forwarded-method", HeaderValue::from_static("GET"));
-    headers.insert("x-forwarded-uri", HeaderValue::from_static("/lab/tree"));
-    headers.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+    let mut headers = common::forwarded_headers();
     headers.insert(
         "authorization",
         HeaderValue::from_str(&format!("Bearer {tok}")).unwrap(),
@@ -141,6 +46,17 @@ fn decision(c: &mut Criterion) {
     g.bench_function("decision_cached_token", |b| {
         b.iter(|| {
             let req = AuthRequest::from_headers(black_box(&headers), peer);
+            rt.block_on(roost::forward_auth::handle(&app.forward_auth, &req))
+                .unwrap()
+        })
+    });
+    let mut with_cookie = headers.clone();
+    with_cookie.remove("authorization");
+    let cookie = common::session_cookie(&app, "alice");
+    with_cookie.insert("cookie", HeaderValue::from_str(&cookie).unwrap());
+    g.bench_function("decision_session_cookie", |b| {
+        b.iter(|| {
+            let req = AuthRequest::from_headers(black_box(&with_cookie), peer);
             rt.block_on(roost::forward_auth::handle(&app.forward_auth, &req))
                 .unwrap()
         })

@@ -25,14 +25,8 @@ SERVER_CPU=${SERVER_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 
 need_apt wrk curl
-log "building release binaries and the workspace image"
-cargo build --release --quiet --bin roost --example floor --example mint_token
-scripts/build-images --quiet
-
 RUN=load-$$
-work=$(mktemp -d)
-pids=()
-trap 'bench_cleanup "$RUN"' EXIT
+bench_setup "$RUN" floor mint_token
 
 bench_issuer
 token=$(bench_token alice)

@@ -18,14 +18,8 @@ SERVER_CPU=${SERVER_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 
 need_apt wrk curl redis-server
-log "building release binaries and the workspace image"
-cargo build --release --quiet --bin roost --example mint_token
-scripts/build-images --quiet
-
 RUN=redis-$$
-work=$(mktemp -d)
-pids=()
-trap 'bench_cleanup "$RUN"' EXIT
+bench_setup "$RUN" mint_token
 
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --requirepass bench-redis-password --save "" \

@@ -5,7 +5,8 @@
 #     vs roost: the first authorized /auth 2xx for a new user;
 #   - raw: docker start + first HTTP 200 of a stopped container, vs roost's
 #     wake (/auth for a user whose workspace roost has seen stop).
-# Prints medians and roost's as a ratio of the raw engine's (target <= 1.15).
+# Prints medians and roost's as a ratio of the raw engine's (target <= 1.15),
+# and roost's resident memory at the end.
 #
 #   benches/spawn.sh            # 10 users
 #   N=20 benches/spawn.sh
@@ -20,12 +21,7 @@ IMAGE=roost-echo:nohealth
 RUN=bench-$$
 
 need_apt curl
-scripts/build-images --quiet
-cargo build --release --quiet --bin roost --example mint_token --example raw_engine
-
-work=$(mktemp -d)
-pids=()
-trap 'bench_cleanup "$RUN"' EXIT
+bench_setup "$RUN" mint_token raw_engine
 
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
@@ -72,3 +68,6 @@ printf '%-44s %10s\n' "raw: volume + create + start + first 200" "$rs" "roost: f
   "raw: start + first 200" "$rw" "roost: wake (/auth 2xx)" "$sw"
 awk -v rs="$rs" -v ss="$ss" -v rw="$rw" -v sw="$sw" 'BEGIN {
   printf "\nroost / raw: spawn %.2fx, wake %.2fx (target <= 1.15)\n", ss / rs, sw / rw }'
+# roost's resident memory after all that (it knows N workspaces).
+pid=$(pgrep -f "roost serve --config $work/roost.toml" | head -1)
+echo "roost's RSS after $N spawns and wakes: $(awk '/^VmRSS/ {printf "%.1f MiB", $2 / 1024}' "/proc/$pid/status")"

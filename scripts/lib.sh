@@ -83,21 +83,26 @@ bench_token() {
 }
 
 # bench_roost CPU WORKSPACE_TOML [NAME]: starts the release roost pinned to CPU
-# with these [workspace] lines (its config and log named NAME, default roost);
+# with these [workspace] lines (its config and log named NAME, default roost;
+# BENCH_INTERNAL: the internal listener's address, BENCH_LISTEN: the public
+# one's (default 127.0.0.1:0), BENCH_ROOST_URL: routing.roost_url, how
+# Traefik reaches the public listener (default http://127.0.0.1:1, nothing),
+# BENCH_ROUTING: more [routing] lines);
 # sets ROOST_ADDR (the internal listener: /auth, /metrics, /readyz) and
 # ROOST_PUBLIC (the public one) once its keys are loaded.
 bench_roost() {
   local name=${3:-roost}
   cat >"$work/$name.toml" <<TOML
-listen = "127.0.0.1:0"
-internal_listen = "127.0.0.1:0"
+listen = "${BENCH_LISTEN:-127.0.0.1:0}"
+internal_listen = "${BENCH_INTERNAL:-127.0.0.1:0}"
 [oidc]
 issuer = "$ISSUER"
 audience = "https://roost.test/api"
 [routing]
 domain = "ws.roost.test"
-roost_url = "http://127.0.0.1:1"
+roost_url = "${BENCH_ROOST_URL:-http://127.0.0.1:1}"
 scheme = "http"
+${BENCH_ROUTING:-}
 [workspace]
 $2
 [limits]
@@ -120,4 +125,21 @@ bench_cleanup() {
   docker ps -aq --filter "label=roost-bench.run=$1" | xargs -r docker rm -f >/dev/null 2>&1 || true
   docker volume ls -q --filter "label=roost-bench.run=$1" | xargs -r docker volume rm -f >/dev/null 2>&1 || true
   rm -rf "$work"
+}
+
+# bench_setup RUN EXAMPLE...: builds the workspace images and the release
+# roost with these examples, makes $work and $pids, and on exit runs
+# bench_cleanup RUN (a bench that removes more sets its own trap after).
+bench_setup() {
+  local run=$1 e
+  local examples=()
+  shift
+  for e in "$@"; do examples+=(--example "$e"); done
+  log "building the release roost, its examples ($*) and the workspace images"
+  scripts/build-images --quiet
+  cargo build --release --quiet --bin roost "${examples[@]}"
+  work=$(mktemp -d)
+  pids=()
+  # shellcheck disable=SC2064 # RUN is fixed now
+  trap "bench_cleanup '$run'" EXIT
 }

@@ -303,6 +303,14 @@ pub struct WorkspaceConfig {
     pub cpus: f64,
     pub memory: u64,
     pub idle_timeout: Duration,
+    /// Idle this long, a running workspace is paused (the cgroup freezer:
+    /// memory kept, no CPU) and woken in milliseconds by its next request;
+    /// stopped only at `idle_timeout`. `None`: no paused tier. A profile
+    /// whose `idle_timeout` is not longer is never paused.
+    pub pause_after: Option<Duration>,
+    /// At most this many workspaces stay paused; past it the longest paused
+    /// are stopped first.
+    pub max_paused: u32,
     pub max_lifetime: Duration,
     pub start_timeout: Duration,
     pub address: AddressMode,

@@ -256,16 +256,20 @@ impl ForwardAuth {
 }
 
 impl ForwardAuth {
+    /// How many opened session cookies are cached.
+    pub fn cached_sessions(&self) -> u64 {
+        self.sessions.as_ref().map_or(0, |s| s.cached())
+    }
+
     /// A session cookie's identity, its form token, and the renewed cookie
     /// when it is due.
     fn open_session(&self, value: &str) -> Result<Authenticated, AuthError> {
         let sessions = self.sessions.as_ref().ok_or(AuthError::Missing)?;
-        let opened = sessions.open(value)?;
-        let identity = Arc::new(sessions.identity(&opened.session)?);
-        let set_cookie = opened.refresh.then(|| sessions.renew(&opened.session));
-        let (revocation, csrf) = sessions.revocation(opened.session);
+        let (opened, refresh) = sessions.open_cached(value)?;
+        let set_cookie = refresh.then(|| sessions.renew(&opened.session()));
+        let (revocation, csrf) = sessions.revocation(&opened);
         Ok(Authenticated {
-            identity,
+            identity: opened.user.identity.clone(),
             set_cookie,
             session: Some(revocation),
             csrf: Some(csrf),

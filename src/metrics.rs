@@ -137,6 +137,8 @@ pub struct Metrics {
     rate_limited: Family<LimitLabels, Counter>,
     spawn_duration: HistogramFamily<ActionLabels>,
     running: Gauge,
+    paused: Gauge,
+    pauses: Counter,
     store_up: Gauge,
     culls: Family<ReasonLabels, Counter>,
     spawn_failures: Family<ReasonLabels, Counter>,
@@ -196,10 +198,18 @@ impl Metrics {
         let admission_refusals = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "workspace_ready_duration_seconds",
-            "Time from the first request to a ready workspace, by what it took (created, started, recreated, ready)",
+            "Time from the first request to a ready workspace, by what it took (created, started, recreated, resumed from paused, ready)",
             spawn_duration.clone(),
         );
         registry.register("workspaces_running", "Workspaces running and ready", running.clone());
+        let paused = Gauge::default();
+        registry.register(
+            "workspaces_paused",
+            "Workspaces paused (frozen, memory kept) after workspace.pause_after idle",
+            paused.clone(),
+        );
+        let pauses = Counter::default();
+        registry.register("workspace_pauses", "Workspaces paused for idleness", pauses.clone());
         let store_up = Gauge::default();
         registry.register(
             "store_up",
@@ -274,6 +284,8 @@ impl Metrics {
             rate_limited,
             spawn_duration,
             running,
+            paused,
+            pauses,
             store_up,
             culls,
             spawn_failures,
@@ -319,6 +331,14 @@ impl Metrics {
 
     pub fn set_running(&self, n: usize) {
         self.running.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn set_paused(&self, n: usize) {
+        self.paused.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn workspace_paused(&self) {
+        self.pauses.inc();
     }
 
     pub fn quota_used(&self, run_secs: f64, cpu_secs: f64) {

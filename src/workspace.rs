@@ -9,7 +9,7 @@
 //! - [`profiles`]: the environments a workspace can run (`[workspace]` and `[[profiles]]`).
 //! - [`registry`]: soft state, single-flight ensure, admission, retirement.
 //! - [`events`]: following the engine's event stream, with reconciliation.
-//! - [`reaper`]: idle culling and maximum lifetime.
+//! - [`reaper`]: idle culling (the paused tier, then the stop) and maximum lifetime.
 //!
 //! `/auth` asks the registry's [`registry::Registry::gate`] first, from
 //! memory, and waits for `ensure_ready` only when that says [`Gate::Pending`].

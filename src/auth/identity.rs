@@ -32,7 +32,9 @@ pub struct Identity {
     /// Those of the token's `permissions` the config names (a profile's
     /// `permission`, `quota.exempt_permission`); at most [`MAX_PERMISSIONS`].
     pub permissions: Vec<String>,
-    /// Token expiry, seconds since the epoch.
+    /// Token expiry, seconds since the epoch. (For a session, the expiry of
+    /// the cookie it was first made for; a session's own expiry is checked
+    /// on every use, and identities are shared among a user's sessions.)
     pub exp: u64,
     /// `X-Roost-User`.
     pub user_header: HeaderValue,

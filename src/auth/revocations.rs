@@ -54,12 +54,15 @@ pub struct Revocations {
 impl Revocations {
     /// Whether `session` was taken away.
     pub fn is_revoked(&self, session: &Session) -> bool {
+        self.is_revoked_parts(session.id(), &session.sub, session.signed_in)
+    }
+
+    /// [`is_revoked`](Self::is_revoked) for a session known by its id, its
+    /// user and its sign-in time.
+    pub fn is_revoked_parts(&self, id: &str, sub: &str, signed_in: u64) -> bool {
         let sets = self.sets.read().unwrap_or_else(|p| p.into_inner());
-        (!sets.sessions.is_empty() && sets.sessions.contains_key(session.id()))
-            || sets
-                .users
-                .get(&session.sub)
-                .is_some_and(|(before, _)| session.signed_in <= *before)
+        (!sets.sessions.is_empty() && sets.sessions.contains_key(id))
+            || sets.users.get(sub).is_some_and(|(before, _)| signed_in <= *before)
     }
 
     /// Applies one revocation here.

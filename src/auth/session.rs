@@ -6,7 +6,11 @@
 //! still accepted and re-sealed with the current key. Expiry slides: a
 //! session used in the second half of `session.lifetime` is re-issued, up to
 //! `session.max_age` after sign-in. The same sealing protects the
-//! short-lived sign-in state cookies of [`crate::auth::Login`].
+//! short-lived sign-in state cookies of [`crate::auth::Login`]. Opened
+//! cookies are cached by value ([`opened`]), so a browser's requests pay
+//! for the decryption once per cookie.
+
+mod opened;
 
 use std::time::Duration;
 
@@ -16,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
+pub use self::opened::{OpenedSession, SessionUser};
 use super::{AuthError, Identity, Revocations};
 use crate::clock::now_secs;
 use crate::config::{Secrets, SessionConfig};
@@ -84,6 +89,7 @@ pub struct Sessions {
     lifetime: Duration,
     max_age: Duration,
     revoked: Arc<Revocations>,
+    opened: opened::OpenedCache,
 }
 
 /// `n` random bytes, URL-safe base64.
@@ -111,6 +117,7 @@ impl Sessions {
             lifetime: config.lifetime,
             max_age: config.max_age,
             revoked: Arc::new(Revocations::default()),
+            opened: opened::OpenedCache::default(),
         })
     }
 
@@ -120,14 +127,12 @@ impl Sessions {
     }
 
     /// What signing `session` out revokes (its id, until it would have
-    /// ended anyway), and its form token: taken apart, not copied, since
-    /// every request with a session cookie does this.
-    pub fn revocation(&self, session: Session) -> (Revocation, String) {
+    /// ended anyway), and its form token: two short copies out of the
+    /// cached session, made on every request with a session cookie.
+    pub fn revocation(&self, session: &OpenedSession) -> (Revocation, String) {
         let until = session.signed_in.saturating_add(self.max_age.as_secs());
-        let Session { id, csrf, .. } = session;
-        // Sessions sealed before ids existed: the form token stands in.
-        let id = if id.is_empty() { csrf.clone() } else { id };
-        (Revocation::Session { id, until }, csrf)
+        let id = session.id.clone();
+        (Revocation::Session { id, until }, session.csrf.clone())
     }
 
     /// What signing `sub` out everywhere revokes: every session signed in
@@ -219,29 +224,86 @@ impl Sessions {
 
     /// Opens a session cookie's value: authentic, unexpired, within max_age.
     pub fn open(&self, value: &str) -> Result<Opened, AuthError> {
+        let (session, old_key) = self.unseal_session(value)?;
+        let now = now_secs();
+        self.check(&session, now)?;
+        let refresh = self.refresh(&session, old_key, now);
+        Ok(Opened { session, refresh })
+    }
+
+    /// [`open`](Self::open) through the cache of opened cookies: the same
+    /// checks on every call, the decryption, JSON and identity once per
+    /// cookie. Also whether the cookie is due for re-issue.
+    pub fn open_cached(&self, value: &str) -> Result<(Arc<OpenedSession>, bool), AuthError> {
+        if let Some(hit) = self.opened.get(value) {
+            let now = now_secs();
+            self.check_times(hit.signed_in, hit.expires, now)?;
+            if self
+                .revoked
+                .is_revoked_parts(&hit.id, &hit.user.claims.sub, hit.signed_in)
+            {
+                return Err(AuthError::Session("revoked"));
+            }
+            let refresh = hit.old_key || self.due(hit.expires, now);
+            return Ok((hit, refresh));
+        }
+        let (session, old_key) = self.unseal_session(value)?;
+        let now = now_secs();
+        self.check(&session, now)?;
+        let user = self.opened.user(&session, || self.identity(&session))?;
+        let refresh = self.refresh(&session, old_key, now);
+        Ok((self.opened.insert(value, session, user, old_key), refresh))
+    }
+
+    /// A session cookie's value decrypted and read (and whether it took
+    /// the previous key); not yet checked.
+    fn unseal_session(&self, value: &str) -> Result<(Session, bool), AuthError> {
         let (json, old_key) = self
             .unseal(SESSION_COOKIE, value)
             .ok_or(AuthError::Session("not authentic"))?;
-        let session: Session = serde_json::from_str(&json).map_err(|_| AuthError::Session("unreadable"))?;
-        let now = now_secs();
-        if session.expires <= now {
+        let session = serde_json::from_str(&json).map_err(|_| AuthError::Session("unreadable"))?;
+        Ok((session, old_key))
+    }
+
+    /// How many opened cookies are cached.
+    pub fn cached(&self) -> u64 {
+        self.opened.len()
+    }
+
+    /// Whether `session` is still good at `now`: unexpired, within
+    /// `max_age`, of possible times, not revoked.
+    fn check(&self, session: &Session, now: u64) -> Result<(), AuthError> {
+        self.check_times(session.signed_in, session.expires, now)?;
+        if self.revoked.is_revoked(session) {
+            return Err(AuthError::Session("revoked"));
+        }
+        Ok(())
+    }
+
+    /// Unexpired, within `max_age`, of possible times.
+    fn check_times(&self, signed_in: u64, expires: u64, now: u64) -> Result<(), AuthError> {
+        if expires <= now {
             return Err(AuthError::Session("expired"));
         }
-        if now.saturating_sub(session.signed_in) >= self.max_age.as_secs() {
+        if now.saturating_sub(signed_in) >= self.max_age.as_secs() {
             return Err(AuthError::Session("past max_age"));
         }
         // roost seals only sessions signed in by now; one from the future
         // (or expiring past max_age) is not one of its own.
-        if session.signed_in > now.saturating_add(60)
-            || session.expires > session.signed_in.saturating_add(self.max_age.as_secs())
-        {
+        if signed_in > now.saturating_add(60) || expires > signed_in.saturating_add(self.max_age.as_secs()) {
             return Err(AuthError::Session("impossible times"));
         }
-        if self.revoked.is_revoked(&session) {
-            return Err(AuthError::Session("revoked"));
-        }
-        let refresh = old_key || session.expires.saturating_sub(now) < self.lifetime.as_secs() / 2;
-        Ok(Opened { session, refresh })
+        Ok(())
+    }
+
+    /// Past half its lifetime, or sealed with the previous key.
+    fn refresh(&self, session: &Session, old_key: bool, now: u64) -> bool {
+        old_key || self.due(session.expires, now)
+    }
+
+    /// Past half its lifetime.
+    fn due(&self, expires: u64, now: u64) -> bool {
+        expires.saturating_sub(now) < self.lifetime.as_secs() / 2
     }
 
     /// The re-issued cookie for a session in use: expiry moved on, capped at
@@ -282,135 +344,4 @@ pub fn cookies(header: Option<&HeaderValue>) -> impl Iterator<Item = (&str, &str
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{RoutingConfig, Scheme, Secret};
-
-    fn sessions(key: &str, previous: Option<&str>) -> Sessions {
-        let secrets = Secrets {
-            cookie_key: Some(Secret::new(key)),
-            cookie_key_previous: previous.map(Secret::new),
-            ..Secrets::default()
-        };
-        let config = SessionConfig {
-            lifetime: Duration::from_secs(3600),
-            max_age: Duration::from_secs(86400),
-            login_timeout: Duration::from_secs(600),
-            logout_return_url: None,
-        };
-        let origin = PublicOrigin::new(&RoutingConfig {
-            domain: "ws.example.com".into(),
-            entrypoints: vec![],
-            roost_url: "http://roost".into(),
-            auth_url: "http://roost:8081".into(),
-            scheme: Scheme::Https,
-            tls_resolver: None,
-            public_port: 443,
-        });
-        Sessions::new(&secrets, &config, &origin).unwrap()
-    }
-
-    fn value(set_cookie: &HeaderValue) -> String {
-        let c = Cookie::parse(set_cookie.to_str().unwrap().to_string()).unwrap();
-        c.value().to_string()
-    }
-
-    const K1: &str = "0123456789abcdef0123456789abcdef-one";
-    const K2: &str = "0123456789abcdef0123456789abcdef-two";
-
-    #[test]
-    fn a_session_cookie_is_small_scoped_and_opens_again() {
-        let s = sessions(K1, None);
-        let session = s.start(
-            "auth0|alice",
-            "alice",
-            Some("alice@example.com".into()),
-            false,
-            vec!["gpu".into()],
-        );
-        let set = s.set_cookie(&session);
-        let text = set.to_str().unwrap();
-        assert!(text.len() < 1024, "{} bytes", text.len());
-        for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Domain=ws.example.com", "Path=/"] {
-            assert!(text.contains(attr), "{text}");
-        }
-        assert!(!text.contains("alice"), "the payload is encrypted: {text}");
-        let opened = s.open(&value(&set)).unwrap();
-        assert_eq!(opened.session, session);
-        assert!(!opened.refresh);
-    }
-
-    #[test]
-    fn tampered_wrong_key_and_expired_cookies_are_refused() {
-        let s = sessions(K1, None);
-        let session = s.start("alice", "alice", None, false, vec![]);
-        let v = value(&s.set_cookie(&session));
-        let mut tampered = v.clone().into_bytes();
-        let i = tampered.len() / 2;
-        tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
-        assert!(s.open(std::str::from_utf8(&tampered).unwrap()).is_err());
-        assert!(sessions(K2, None).open(&v).is_err());
-        let expired = Session {
-            expires: now_secs() - 1,
-            ..session.clone()
-        };
-        assert!(s.open(&value(&s.set_cookie(&expired))).is_err());
-        let too_old = Session {
-            signed_in: now_secs() - 86400,
-            ..session
-        };
-        assert!(s.open(&value(&s.set_cookie(&too_old))).is_err());
-        assert!(s.open("").is_err());
-        assert!(s.open(&"A".repeat(5000)).is_err());
-    }
-
-    #[test]
-    fn impossible_times_are_refused_and_renewal_never_overflows() {
-        // Found by fuzz/session_cookie: a sealed session signed in at the
-        // end of time passed max_age and overflowed its renewal.
-        let s = sessions(K1, None);
-        let session = s.start("alice", "alice", None, false, vec![]);
-        let future = Session {
-            signed_in: u64::MAX,
-            ..session.clone()
-        };
-        assert!(s.open(&value(&s.set_cookie(&future))).is_err());
-        let _ = s.renew(&future);
-        let beyond_max_age = Session {
-            expires: session.signed_in + 8 * 86400,
-            ..session
-        };
-        assert!(s.open(&value(&s.set_cookie(&beyond_max_age))).is_err());
-    }
-
-    #[test]
-    fn the_previous_key_still_opens_and_asks_for_a_reseal() {
-        let old = sessions(K1, None);
-        let v = value(&old.set_cookie(&old.start("alice", "alice", None, false, vec![])));
-        let rotated = sessions(K2, Some(K1));
-        let opened = rotated.open(&v).unwrap();
-        assert!(opened.refresh);
-        let resealed = value(&rotated.renew(&opened.session));
-        assert!(!rotated.open(&resealed).unwrap().refresh);
-        assert!(sessions(K2, None).open(&resealed).is_ok());
-    }
-
-    #[test]
-    fn a_cookie_sealed_under_one_name_does_not_open_under_another() {
-        let s = sessions(K1, None);
-        let sealed = s.seal("roost_login_x", r#"{"s":"alice"}"#);
-        assert!(s.unseal(SESSION_COOKIE, &sealed).is_none());
-        assert!(s.unseal("roost_login_x", &sealed).is_some());
-    }
-
-    #[test]
-    fn sessions_in_their_second_half_are_renewed() {
-        let s = sessions(K1, None);
-        let mut session = s.start("alice", "alice", None, false, vec![]);
-        session.expires = now_secs() + 1000; // lifetime 3600: past half
-        let opened = s.open(&value(&s.set_cookie(&session))).unwrap();
-        assert!(opened.refresh);
-        let renewed = s.open(&value(&s.renew(&opened.session))).unwrap();
-        assert!(renewed.session.expires > session.expires);
-    }
-}
+mod tests;

@@ -60,7 +60,8 @@ impl Expiry<TokenHash, Arc<Verdict>> for UntilExp {
     }
 }
 
-/// What a verified ID token says about who signed in.
+/// Who signed in: what a verified ID token says (and what a session
+/// opened from its cookie says again).
 #[derive(Debug, Clone)]
 pub struct IdClaims {
     pub sub: String,

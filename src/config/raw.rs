@@ -129,6 +129,8 @@ pub struct RawWorkspace {
     pub cpus: L<f64>,
     pub memory: L<String>,
     pub idle_timeout: L<String>,
+    pub pause_after: L<String>,
+    pub max_paused: L<i64>,
     pub max_lifetime: L<String>,
     pub start_timeout: L<String>,
     pub address: L<String>,

@@ -299,3 +299,31 @@ fn swarm_keys_are_checked_by_name() {
     );
     assert_eq!(keys, ["swarm.attach"]);
 }
+
+#[test]
+fn the_paused_tier_is_off_unless_set_and_comes_before_the_stop() {
+    let c = Config::from_toml(MINIMAL, Secrets::default()).unwrap();
+    assert_eq!(c.workspace.pause_after, None);
+    assert_eq!(c.workspace.max_paused, 20);
+    let text = MINIMAL.replace(
+        "[workspace]\n",
+        "[workspace]\npause_after = \"5m\"\nidle_timeout = \"1h\"\nmax_paused = 3\n",
+    );
+    let c = Config::from_toml(&text, Secrets::default()).unwrap();
+    assert_eq!(c.workspace.pause_after, Some(Duration::from_secs(300)));
+    assert_eq!(c.workspace.max_paused, 3);
+    // Not before the stop, not zero, max_paused in range: each by name.
+    let keys = error_keys(&MINIMAL.replace(
+        "[workspace]\n",
+        "[workspace]\npause_after = \"30m\"\nidle_timeout = \"30m\"\nmax_paused = 0\n",
+    ));
+    assert_eq!(keys, ["workspace.pause_after", "workspace.max_paused"]);
+    let keys = error_keys(&MINIMAL.replace("[workspace]\n", "[workspace]\npause_after = \"0s\"\n"));
+    assert_eq!(keys, ["workspace.pause_after"]);
+    // Not on a swarm.
+    let swarm = MINIMAL.replace(
+        "[workspace]\n",
+        "[workspace]\nruntime = \"swarm\"\npause_after = \"1m\"\n",
+    ) + "[swarm]\nattach = [\"traefik\"]\n";
+    assert_eq!(error_keys(&swarm), ["workspace.pause_after"]);
+}

@@ -290,3 +290,38 @@ fn a_405_names_the_methods_allowed() {
     let resp = HttpError::MethodNotAllowed("GET, HEAD").into_response();
     assert_eq!(resp.headers()[ALLOW], "GET, HEAD");
 }
+
+/// Traefik reads at most `maxResponseBodySize` of a forwardAuth answer
+/// (and fails the request past it): every refusal page `/auth` can send,
+/// with the longest domain a host can have, fits.
+#[tokio::test]
+async fn every_refusal_page_fits_traefiks_cap_on_auth_answers() {
+    let domain = format!(
+        "{}.{}.{}.{}",
+        "a".repeat(63),
+        "b".repeat(63),
+        "c".repeat(63),
+        "d".repeat(61)
+    );
+    let ways = Ways {
+        home: format!("https://{domain}:65535/"),
+        status: format!("https://{domain}:65535/_roost/"),
+        sign_out: format!("https://{domain}:65535/_roost/logout?rd=https%3A%2F%2F{domain}%3A65535%2F"),
+        https: true,
+    };
+    for (error, ..) in table() {
+        let what = format!("{error:?}");
+        let body = error
+            .respond(Some(&ways))
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        assert!(
+            (body.len() as u64) < crate::traefik::AUTH_RESPONSE_CAP,
+            "{what}: {} bytes",
+            body.len()
+        );
+    }
+}

@@ -56,7 +56,7 @@ pub(crate) async fn switch_profile(app: &App, c: &Caller, name: &str, confirm: b
     if changes && state == "starting" {
         return Err(HttpError::Conflict("the workspace is starting: switch once it runs"));
     }
-    if changes && matches!(state, "running" | "draining") && !confirm {
+    if changes && matches!(state, "running" | "paused" | "draining") && !confirm {
         return Err(HttpError::Conflict(
             "switching profiles restarts the running workspace (files on its volume are kept): confirm it",
         ));

@@ -192,7 +192,7 @@ fn profile_picker(app: &App, status: &Status, c: &Caller) -> String {
             )
         })
         .collect();
-    let confirm = if matches!(status.state, "running" | "draining") {
+    let confirm = if matches!(status.state, "running" | "paused" | "draining") {
         "<label><input type=\"checkbox\" name=\"confirm\" value=\"1\" required> \
          Restart my workspace in it now (files on its volume are kept; unsaved work in memory is lost)</label>"
     } else {

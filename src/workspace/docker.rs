@@ -5,8 +5,10 @@
 //! `workspace.network`, which roost creates or checks first ([`network`]).
 
 mod container;
+mod freezer;
 pub mod network;
 mod ready;
+mod stats;
 mod volume;
 
 use std::collections::HashMap;
@@ -16,7 +18,7 @@ use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
 use bollard::query_parameters::{
     CreateContainerOptions, EventsOptions, InspectContainerOptions, ListContainersOptions, LogsOptions,
-    RemoveContainerOptions, StartContainerOptions, StatsOptions, StopContainerOptions,
+    RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
 };
 use bollard::Docker;
 use futures_util::future::BoxFuture;
@@ -253,6 +255,11 @@ impl DockerRuntime {
             Some(Ownership::Other) => return Err(RuntimeError::NotOwner),
             Some(Ownership::Mine) | None => {}
         }
+        // A paused container (the paused tier, or adopted so) is thawed
+        // first: frozen, it would never answer the readiness probe.
+        if let Some(c) = existing.as_ref().filter(|c| freezer::is_paused(c)) {
+            self.unpause_inner(c.id.as_deref().unwrap_or_default()).await?;
+        }
         let network = &spec.config.network;
         let (mut id, mut action) = match existing {
             Some(c) if is_running(&c) && only_on(&c, network) && address(&c, spec).is_some() => {
@@ -336,6 +343,7 @@ fn label<'a>(c: &'a ContainerInspectResponse, key: &str) -> Option<&'a str> {
 fn info_of(c: &ContainerInspectResponse) -> Option<ContainerInfo> {
     let state = match c.state.as_ref().and_then(|s| s.status) {
         Some(ContainerStateStatusEnum::RUNNING) => ContainerState::Running,
+        Some(ContainerStateStatusEnum::PAUSED) => ContainerState::Paused,
         Some(ContainerStateStatusEnum::CREATED) => ContainerState::Created,
         _ => ContainerState::Stopped,
     };
@@ -382,6 +390,14 @@ impl Runtime for DockerRuntime {
 
     fn remove_volume<'a>(&'a self, slug: &'a str) -> BoxFuture<'a, Result<bool, RuntimeError>> {
         Box::pin(self.remove_volume_of(slug))
+    }
+
+    fn pause<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(self.pause_inner(id))
+    }
+
+    fn unpause<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(self.unpause_inner(id))
     }
 
     fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
@@ -440,35 +456,7 @@ impl Runtime for DockerRuntime {
     }
 
     fn stats<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Stats, RuntimeError>> {
-        Box::pin(async move {
-            let docker = self.client().await?;
-            let options = StatsOptions {
-                stream: false,
-                one_shot: true,
-            };
-            let mut stream = docker.stats(id, Some(options));
-            let s = match stream.next().await {
-                Some(s) => s.map_err(engine)?,
-                None => return Ok(Stats::default()),
-            };
-            let interfaces = || s.networks.iter().flat_map(|n| n.values());
-            let sum = |field: fn(&bollard::models::ContainerNetworkStats) -> Option<u64>| {
-                interfaces()
-                    .map(|n| field(n).unwrap_or(0))
-                    .fold(0u64, u64::wrapping_add)
-            };
-            Ok(Stats {
-                rx_bytes: sum(|n| n.rx_bytes),
-                tx_bytes: sum(|n| n.tx_bytes),
-                tx_packets: sum(|n| n.tx_packets),
-                memory_bytes: s.memory_stats.and_then(|m| m.usage).unwrap_or(0),
-                cpu_nanos: s
-                    .cpu_stats
-                    .and_then(|c| c.cpu_usage)
-                    .and_then(|u| u.total_usage)
-                    .unwrap_or(0),
-            })
-        })
+        Box::pin(self.stats_of(id))
     }
 
     fn events(&self) -> BoxFuture<'_, Result<EventStream, RuntimeError>> {
@@ -478,7 +466,12 @@ impl Runtime for DockerRuntime {
                 filters: Some(HashMap::from([
                     ("type".into(), vec!["container".into()]),
                     ("label".into(), self.scope.clone()),
-                    ("event".into(), vec!["start".into(), "die".into(), "destroy".into()]),
+                    (
+                        "event".into(),
+                        ["start", "die", "destroy", "pause", "unpause"]
+                            .map(String::from)
+                            .to_vec(),
+                    ),
                 ])),
                 ..Default::default()
             };
@@ -492,6 +485,8 @@ impl Runtime for DockerRuntime {
                     "start" => Some(Ok(RuntimeEvent::Started { slug })),
                     "die" => Some(Ok(RuntimeEvent::Stopped { slug })),
                     "destroy" => Some(Ok(RuntimeEvent::Destroyed { slug })),
+                    "pause" => Some(Ok(RuntimeEvent::Paused { slug })),
+                    "unpause" => Some(Ok(RuntimeEvent::Unpaused { slug })),
                     _ => None,
                 }
             });

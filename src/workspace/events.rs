@@ -60,7 +60,9 @@ impl Registry {
             let entry = self.entry(&info.slug);
             let owner = Arc::new(info.owner.to_string());
             match info.state {
-                ContainerState::Running => self.adopt(&entry, owner),
+                // A paused one is thawed: it becomes ready, and is paused
+                // again once idle.
+                ContainerState::Running | ContainerState::Paused => self.adopt(&entry, owner),
                 _ => {
                     self.learn_owner(&entry, owner);
                     self.engine_stopped(&entry);
@@ -83,7 +85,7 @@ impl Registry {
                 // once it is confirmed running. Never create from an event,
                 // and leave alone a workspace whose start just failed here.
                 let entry = self.entry(&slug);
-                if entry.is_busy() || matches!(entry.phase(), Phase::Ready(_) | Phase::Failed(_)) {
+                if entry.is_busy() || matches!(entry.phase(), Phase::Ready(_) | Phase::Paused(_) | Phase::Failed(_)) {
                     return;
                 }
                 let registry = self.clone();
@@ -104,6 +106,22 @@ impl Registry {
                 if let Some(entry) = self.get(&slug) {
                     self.engine_destroyed(&entry);
                 }
+            }
+            // Paused or thawed elsewhere (or here: the event trails the
+            // change, and may trail a later one): what the engine says now
+            // decides, not the event.
+            RuntimeEvent::Paused { slug } | RuntimeEvent::Unpaused { slug } => {
+                let Some(entry) = self.get(&slug) else { return };
+                let registry = self.clone();
+                self.spawn_task(async move {
+                    if let Ok(Some(info)) = registry.runtime().inspect(&slug).await {
+                        match info.state {
+                            ContainerState::Paused => registry.engine_paused(&entry),
+                            ContainerState::Running => registry.engine_unpaused(&entry),
+                            _ => {}
+                        }
+                    }
+                });
             }
         }
     }

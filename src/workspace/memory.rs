@@ -35,6 +35,8 @@ struct Container {
     id: String,
     owner: Arc<str>,
     running: bool,
+    /// Frozen (running stays true, as the engine reports it).
+    paused: bool,
     created: u64,
     config_hash: String,
     profile: Arc<str>,
@@ -60,6 +62,7 @@ pub struct MemoryRuntime {
     events: broadcast::Sender<RuntimeEvent>,
     ensures: AtomicUsize,
     stops: AtomicUsize,
+    thaws: AtomicUsize,
 }
 
 impl MemoryRuntime {
@@ -73,6 +76,7 @@ impl MemoryRuntime {
             events: broadcast::channel(1024).0,
             ensures: AtomicUsize::new(0),
             stops: AtomicUsize::new(0),
+            thaws: AtomicUsize::new(0),
         }
     }
 
@@ -130,6 +134,7 @@ impl MemoryRuntime {
                 id,
                 owner: owner.into(),
                 running: false,
+                paused: false,
                 created,
                 config_hash: String::new(),
                 profile: crate::config::DEFAULT_PROFILE.into(),
@@ -159,6 +164,50 @@ impl MemoryRuntime {
         }
     }
 
+    /// Whether the workspace's container is paused.
+    pub fn is_paused(&self, slug: &str) -> bool {
+        self.state().containers.get(slug).is_some_and(|c| c.running && c.paused)
+    }
+
+    /// How many times `unpause` thawed a container.
+    pub fn thaws(&self) -> usize {
+        self.thaws.load(Ordering::SeqCst)
+    }
+
+    /// A container paused or thawed behind roost's back (another replica,
+    /// an operator), announced as the engine would.
+    pub fn freeze_elsewhere(&self, slug: &str, paused: bool) {
+        if let Some(c) = self.state().containers.get_mut(slug) {
+            c.paused = paused && c.running;
+        }
+        let slug = slug.to_string();
+        let _ = self.events.send(if paused {
+            RuntimeEvent::Paused { slug }
+        } else {
+            RuntimeEvent::Unpaused { slug }
+        });
+    }
+
+    fn freeze(&self, id: &str, paused: bool) -> Result<(), RuntimeError> {
+        let slug = self.slug_of(id).ok_or(RuntimeError::NoSuchWorkspace)?;
+        {
+            let mut state = self.state();
+            let c = state.containers.get_mut(&slug).ok_or(RuntimeError::NoSuchWorkspace)?;
+            if !c.running {
+                return Err(RuntimeError::NoSuchWorkspace);
+            }
+            if c.paused == paused {
+                return Ok(());
+            }
+            c.paused = paused;
+        }
+        if !paused {
+            self.thaws.fetch_add(1, Ordering::SeqCst);
+        }
+        self.freeze_elsewhere(&slug, paused);
+        Ok(())
+    }
+
     /// The container answers an ARP probe: noise, not use.
     pub fn arp(&self, slug: &str) {
         self.send(slug, ARP_FRAME_BYTES);
@@ -169,10 +218,10 @@ impl MemoryRuntime {
             id: c.id.clone(),
             slug: slug.clone(),
             owner: c.owner.clone(),
-            state: if c.running {
-                ContainerState::Running
-            } else {
-                ContainerState::Stopped
+            state: match (c.running, c.paused) {
+                (true, true) => ContainerState::Paused,
+                (true, false) => ContainerState::Running,
+                (false, _) => ContainerState::Stopped,
             },
             profile: Some(c.profile.clone()),
         }
@@ -195,6 +244,7 @@ impl MemoryRuntime {
                 id: format!("mem-{}", state.next_id),
                 owner: spec.owner.clone(),
                 running: false,
+                paused: false,
                 created,
                 config_hash: spec.config_hash.to_string(),
                 profile: spec.profile.clone(),
@@ -204,7 +254,10 @@ impl MemoryRuntime {
             state.volumes.insert(spec.slug.clone());
             match state.containers.get_mut(&spec.slug) {
                 Some(c) if *c.owner != *spec.owner => return Err(RuntimeError::NotOwner),
-                Some(c) if c.running => (Action::Ready, c.id.clone()),
+                Some(c) if c.running => {
+                    c.paused = false;
+                    (Action::Ready, c.id.clone())
+                }
                 Some(c) if c.config_hash != *spec.config_hash => {
                     let id = fresh.id.clone();
                     *c = fresh;
@@ -274,10 +327,19 @@ impl Runtime for MemoryRuntime {
             let slug = self.slug_of(id).ok_or(RuntimeError::NoSuchWorkspace)?;
             if let Some(c) = self.state().containers.get_mut(&slug) {
                 c.running = false;
+                c.paused = false;
             }
             let _ = self.events.send(RuntimeEvent::Stopped { slug: slug.to_string() });
             Ok(())
         })
+    }
+
+    fn pause<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move { self.freeze(id, true) })
+    }
+
+    fn unpause<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move { self.freeze(id, false) })
     }
 
     fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {

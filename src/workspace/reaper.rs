@@ -1,5 +1,7 @@
-//! The reaper: on a steady tick, stops workspaces idle past `idle_timeout`
-//! and removes those older than `max_lifetime` (volumes always stay). It
+//! The reaper: on a steady tick, pauses workspaces idle past
+//! `pause_after` (when set), stops those idle past `idle_timeout`, keeps at
+//! most `max_paused` paused, thaws a paused one that traffic reached, and
+//! removes those older than `max_lifetime` (volumes always stay). It
 //! never stops anything because roost itself is shutting down. Retiring
 //! drains first: the route is withdrawn, then the container stops.
 //!
@@ -78,7 +80,7 @@ pub fn sent_between(before: u64, now: u64) -> bool {
 }
 
 pub async fn run(registry: Arc<Registry>, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(tick_for(registry.shortest_idle_timeout()));
+    let mut tick = tokio::time::interval(tick_for(registry.reaper_pace()));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -99,23 +101,32 @@ impl Registry {
             .unwrap_or(self.config().idle_timeout)
     }
 
+    /// What the reaper's tick follows: the shortest `idle_timeout`, or
+    /// `pause_after` when that is shorter and some profile pauses.
+    pub fn reaper_pace(&self) -> Duration {
+        let idle = self.shortest_idle_timeout();
+        match self.config().pause_after {
+            Some(pause) if self.pauses() => idle.min(pause),
+            _ => idle,
+        }
+    }
+
     /// One pass of the reaper: lifetime first, then idleness (no HTTP
     /// activity, and no traffic the container sent since the last pass).
     /// Every ready workspace is sampled on every pass, so the last sample
     /// is at most one interval old whatever happened before. Retirements run
     /// as tasks of their own: a pass never waits for a drain.
     pub async fn reap(self: &Arc<Self>) {
-        let idle_timeout = self.shortest_idle_timeout();
         // One reaper in the fleet. The lease outlives a few slow passes (a
         // pass waits for the engine's stats): if its holder dies, another
         // replica reaps after at most this long.
-        let lease = tick_for(idle_timeout) * 3 + Duration::from_secs(10);
+        let lease = tick_for(self.reaper_pace()) * 3 + Duration::from_secs(10);
         if !self.holds_reaper_lease(lease).await {
             return;
         }
         let mut ready = Vec::new();
         for entry in self.all() {
-            if !matches!(entry.phase(), Phase::Ready(_)) || entry.is_busy() {
+            if !entry.phase().is_up() || entry.is_busy() {
                 continue;
             }
             let (Some(id), Some(created)) = (entry.container_id(), entry.created()) else {
@@ -146,17 +157,38 @@ impl Registry {
             };
             if sent_between(before, now) {
                 self.touch(&entry);
-            } else if self.idle_for(&entry) >= self.profile_of(&entry).config.idle_timeout {
-                idle.push(entry);
+                // Frozen, it still sent: its kernel answered a connection
+                // or a WebSocket's message, which wait for the app.
+                if matches!(entry.phase(), Phase::Paused(_)) {
+                    self.resume(&entry);
+                }
+            } else {
+                // Idle past the first tier: paused, or stopped.
+                let idle_for = self.idle_for(&entry);
+                let first = self
+                    .pause_after(&entry)
+                    .unwrap_or(self.profile_of(&entry).config.idle_timeout);
+                if idle_for >= first {
+                    idle.push(entry);
+                }
             }
         }
         // Idle here may be in use through another replica.
         self.learn_activity(&idle).await;
         for entry in idle {
-            if self.idle_for(&entry) >= self.profile_of(&entry).config.idle_timeout {
+            let idle_for = self.idle_for(&entry);
+            if idle_for >= self.profile_of(&entry).config.idle_timeout {
                 self.retire_in_background(entry, Retire::Idle);
+            } else if matches!(entry.phase(), Phase::Ready(_))
+                && self.pause_after(&entry).is_some_and(|p| idle_for >= p)
+            {
+                let registry = self.clone();
+                self.spawn_task(async move {
+                    registry.pause(&entry).await;
+                });
             }
         }
+        self.evict_paused();
     }
 }
 

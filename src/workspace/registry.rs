@@ -9,8 +9,10 @@
 //!   (a container the engine already runs): Stopped or Failed → Starting →
 //!   Ready or Failed. Single flight: one spawn per workspace at a time,
 //!   which every concurrent request waits on; admission bounds spawns.
-//! - [`retire`]: Ready → Draining → Ready (used again meanwhile) or
-//!   Retiring → Stopped.
+//! - [`retire`]: Ready or Paused → Draining → Ready (used again
+//!   meanwhile) or Retiring → Stopped.
+//! - [`pause`]: Ready → Paused (idle past `pause_after`) → Ready (its
+//!   next request, or traffic that reached it).
 //! - the engine's news ([`Registry::engine_stopped`],
 //!   [`Registry::engine_destroyed`], [`Registry::learn_owner`]): Ready →
 //!   Stopped, owners from labels.
@@ -19,6 +21,7 @@
 //! entry and clears the mark however that ends.
 
 mod manage;
+mod pause;
 pub use manage::{state_of, Overview, Removed};
 pub mod quota;
 mod retire;
@@ -60,6 +63,9 @@ pub enum Phase {
     Starting(Step),
     /// Running and answering at this address.
     Ready(SocketAddr),
+    /// Frozen at this address (the paused tier): its route stays, and
+    /// `/auth` thaws it before it lets a request pass.
+    Paused(SocketAddr),
     /// Still answering at this address, but its route is withdrawn: roost
     /// stops it after `workspace.drain_grace` unless it is used meanwhile.
     Draining(SocketAddr),
@@ -77,6 +83,21 @@ impl Phase {
             Phase::Ready(addr) | Phase::Draining(addr) => Some(addr),
             _ => None,
         }
+    }
+
+    /// Where Traefik routes it directly: ready, or paused (thawed by
+    /// `/auth` before any request passes).
+    pub fn route(self) -> Option<SocketAddr> {
+        match self {
+            Phase::Ready(addr) | Phase::Paused(addr) => Some(addr),
+            _ => None,
+        }
+    }
+
+    /// Its container runs (ready or paused): it holds memory, and stopping
+    /// it means retiring it.
+    pub fn is_up(self) -> bool {
+        matches!(self, Phase::Ready(_) | Phase::Paused(_))
     }
 }
 
@@ -96,6 +117,8 @@ pub struct Entry {
     own_traffic: Mutex<Option<u64>>,
     /// When it last became ready (milliseconds since the registry's epoch).
     ready_since: AtomicU64,
+    /// When it was last paused (same clock).
+    paused_since: AtomicU64,
     /// When its last start failed (milliseconds since the registry's epoch).
     failed_at: AtomicU64,
     /// Its container's id and creation time (Unix seconds).
@@ -125,6 +148,7 @@ impl Entry {
             shared_active: AtomicU64::new(0),
             own_traffic: Mutex::new(None),
             ready_since: AtomicU64::new(0),
+            paused_since: AtomicU64::new(0),
             failed_at: AtomicU64::new(0),
             container: Mutex::new(None),
             legacy_volume: ArcSwapOption::empty(),
@@ -330,14 +354,12 @@ impl Registry {
             .unwrap_or_default()
     }
 
-    /// Workspaces that are ready, with their addresses.
+    /// Workspaces Traefik routes to directly (ready or paused), with their
+    /// addresses.
     pub fn ready(&self) -> Vec<(Arc<str>, SocketAddr)> {
         self.all()
             .into_iter()
-            .filter_map(|e| match e.phase() {
-                Phase::Ready(addr) => Some((e.slug.clone(), addr)),
-                _ => None,
-            })
+            .filter_map(|e| Some((e.slug.clone(), e.phase().route()?)))
             .collect()
     }
 
@@ -368,19 +390,23 @@ impl Registry {
         let Some(entry) = self.get(workspace) else {
             return Gate::Pending;
         };
-        let Some(addr) = entry.phase().address() else {
-            return Gate::Pending;
-        };
-        match entry.owner.load().as_deref() {
+        let owner = entry.owner.load();
+        match owner.as_deref() {
             Some(owner) if caller.may_use(owner) => {
+                // Use is recorded before the phase is read: a pause reads
+                // the use again once it has frozen the container, so it
+                // sees this one and thaws at once.
                 self.touch(&entry);
+                let Some(addr) = entry.phase().address() else {
+                    return Gate::Pending;
+                };
                 if *caller.sub == **owner {
                     self.learn_quota_class(&entry, caller);
                 }
                 Gate::Ready(addr)
             }
-            Some(_) => Gate::Forbidden,
-            None => Gate::Pending,
+            Some(_) if entry.phase().address().is_some() => Gate::Forbidden,
+            _ => Gate::Pending,
         }
     }
 
@@ -392,7 +418,7 @@ impl Registry {
     /// The engine says the container stopped: a ready workspace is not any
     /// more (a spawn or retirement under way settles it itself).
     pub fn engine_stopped(&self, entry: &Entry) {
-        if !entry.is_busy() && matches!(entry.phase(), Phase::Ready(_)) {
+        if !entry.is_busy() && entry.phase().is_up() {
             self.set_phase(entry, Phase::Stopped);
             self.update_running_gauge();
         }
@@ -432,29 +458,27 @@ impl Registry {
     /// new version of the route table.
     fn set_phase(&self, entry: &Entry, phase: Phase) {
         let before = entry.phase.send_replace(phase);
-        if matches!(phase, Phase::Ready(_)) && !matches!(before, Phase::Ready(_) | Phase::Draining(_)) {
+        if matches!(phase, Phase::Ready(_))
+            && !matches!(before, Phase::Ready(_) | Phase::Paused(_) | Phase::Draining(_))
+        {
             entry.ready_since.store(self.now_ms(), Ordering::Relaxed);
         }
-        let was = match before {
-            Phase::Ready(addr) => Some(addr),
-            _ => None,
-        };
-        let now = match phase {
-            Phase::Ready(addr) => Some(addr),
-            _ => None,
-        };
-        if was != now {
+        if phase.route() != before.route() {
             self.routes_version.fetch_add(1, Ordering::AcqRel);
         }
     }
 
     fn update_running_gauge(&self) {
-        let n = self
-            .all()
-            .iter()
-            .filter(|e| matches!(e.phase(), Phase::Ready(_)))
-            .count();
-        self.metrics.set_running(n);
+        let (mut running, mut paused) = (0, 0);
+        for e in self.all() {
+            match e.phase() {
+                Phase::Ready(_) => running += 1,
+                Phase::Paused(_) => paused += 1,
+                _ => {}
+            }
+        }
+        self.metrics.set_running(running);
+        self.metrics.set_paused(paused);
     }
 
     /// Stops roost's own tasks (spawns in flight are abandoned, never the

@@ -94,13 +94,14 @@ impl Registry {
         };
         // What runs now: the container's profile while it runs.
         let config = match &entry {
-            Some(e) if matches!(state, "running" | "draining") => self.profile_of(e).config.clone(),
+            Some(e) if matches!(state, "running" | "paused" | "draining") => self.profile_of(e).config.clone(),
             _ => chosen.config.clone(),
         };
         let message = match phase {
             Phase::Stopped => "Stopped: it starts when you open it".to_string(),
             Phase::Starting(step) => format!("Starting: {}…", step.explain()),
             Phase::Ready(_) => "Running".to_string(),
+            Phase::Paused(_) => "Paused while idle: it resumes at once when you open it".to_string(),
             Phase::Draining(_) => "Stopping… (finishing the requests in flight)".to_string(),
             Phase::Retiring => "Stopping…".to_string(),
             Phase::Failed(reason) => format!("Could not start: {}", reason.explain()),
@@ -119,11 +120,11 @@ impl Registry {
             profile: chosen.name.to_string(),
             quota: None,
         };
-        let Some(entry) = entry.filter(|_| matches!(state, "running" | "draining")) else {
+        let Some(entry) = entry.filter(|_| matches!(state, "running" | "paused" | "draining")) else {
             return status;
         };
         status.running_for_secs = Some(self.ready_for(&entry).as_secs());
-        if state == "running" {
+        if matches!(state, "running" | "paused") {
             // While it drains it is stopping already: no countdown.
             let idle_stop_in = config.idle_timeout.saturating_sub(self.idle_for(&entry));
             status.idle_stop_in_secs = Some(idle_stop_in.as_secs());
@@ -163,7 +164,7 @@ impl Registry {
             Phase::Starting(_) => Err(RuntimeError::Busy {
                 retry_after: Duration::from_secs(2),
             }),
-            Phase::Ready(_) => {
+            Phase::Ready(_) | Phase::Paused(_) => {
                 self.retire_in_background(entry, Retire::Requested);
                 Ok(())
             }
@@ -182,7 +183,7 @@ impl Registry {
                         retry_after: Duration::from_secs(2),
                     })
                 }
-                Phase::Ready(_) => self.retire(&entry, Retire::Requested).await?,
+                Phase::Ready(_) | Phase::Paused(_) => self.retire(&entry, Retire::Requested).await?,
                 _ => {}
             }
         }

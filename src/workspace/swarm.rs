@@ -182,6 +182,8 @@ impl SwarmRuntime {
             }
         }
         let network = self.ensure_network(spec).await?;
+        // Tasks from before this start (a stopped or ended one) are not its.
+        let mut earlier = Vec::new();
         let (id, action) = match existing {
             Some(s) if service_labels(&s).get(LABEL_CONFIG_HASH).map(String::as_str) != Some(&*spec.config_hash) => {
                 progress(Step::Recreating);
@@ -190,7 +192,9 @@ impl SwarmRuntime {
             }
             Some(s) => {
                 let id = s.id.clone().unwrap_or_default();
-                let running = self.tasks(&id).await?.first().map(task_state) == Some(TaskState::RUNNING);
+                let tasks = self.tasks(&id).await?;
+                let running = tasks.first().map(task_state) == Some(TaskState::RUNNING);
+                earlier = tasks.into_iter().filter_map(|t| t.id).collect();
                 let current = s.spec.clone().unwrap_or_default();
                 if replicas(&current) >= 1 && running {
                     (id, Action::Ready)
@@ -207,7 +211,7 @@ impl SwarmRuntime {
             }
         };
         progress(Step::WaitingReady);
-        match self.wait_ready(&id, spec, &network).await {
+        match self.wait_ready(&id, spec, &network, &earlier).await {
             Ok((addr, created)) => Ok(Running {
                 id,
                 addr,
@@ -310,6 +314,16 @@ impl Runtime for SwarmRuntime {
     /// applies.
     fn stop<'a>(&'a self, id: &'a str, _grace: Duration) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(self.stop_service(id))
+    }
+
+    /// No paused tier on a swarm (the config refuses `pause_after` with it):
+    /// a task's frozen container is out of the service's sight.
+    fn pause<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async { Err(RuntimeError::Engine("pausing is not supported on Docker Swarm".into())) })
+    }
+
+    fn unpause<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async { Ok(()) })
     }
 
     fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {

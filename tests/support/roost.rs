@@ -154,6 +154,15 @@ impl TestRoost {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The value of one counter series of `/metrics` (`name{labels}` as
+    /// exported), 0 while it is not there.
+    pub async fn counter(&self, series: &str) -> u64 {
+        let body = self.client.get(&self.url("/metrics"), &[]).await.body;
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0, |v| v.parse().unwrap_or(0))
+    }
+
     /// What Traefik's HTTP provider polls: `<internal>` (+ `/traefik`).
     pub fn provider_base(&self) -> String {
         format!("http://{}", self.internal)

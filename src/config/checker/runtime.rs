@@ -33,6 +33,12 @@ pub(super) fn runtime(
             "\"published\" is not for workspace.runtime = \"swarm\": Traefik reaches a workspace on its own overlay network (leave it out)",
         );
     }
+    if workspace.is_some_and(|w| w.pause_after.is_some()) {
+        c.error(
+            "workspace.pause_after",
+            "is not for workspace.runtime = \"swarm\": a paused task's container is frozen on its node, out of the service's sight (leave it out)",
+        );
+    }
     let attach = c
         .value("swarm.attach", swarm.attach, None)
         .and_then(|names: Vec<String>| {

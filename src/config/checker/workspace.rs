@@ -101,6 +101,23 @@ pub(super) fn workspace_at(
     let idle_timeout = c.duration(&k("idle_timeout"), raw.idle_timeout, "30m");
     let max_lifetime = c.duration(&k("max_lifetime"), raw.max_lifetime, "24h");
     let start_timeout = c.duration(&k("start_timeout"), raw.start_timeout, "60s");
+    let pause_after = match raw.pause_after {
+        Some(v) => c.duration(&k("pause_after"), Some(v), "0s").map(Some),
+        None => Some(None),
+    };
+    if let (Some(Some(pause)), Some(idle)) = (pause_after, idle_timeout) {
+        if pause >= idle {
+            c.error(
+                &k("pause_after"),
+                format!(
+                    "{} is not shorter than {section}.idle_timeout ({}): a workspace is paused first, stopped later",
+                    humantime::format_duration(pause),
+                    humantime::format_duration(idle)
+                ),
+            );
+        }
+    }
+    let max_paused = c.count(&k("max_paused"), raw.max_paused, 20, 100_000);
     // A profile's pair is checked once merged with `[workspace]`'s.
     if let (Some(idle), Some(life), "workspace") = (idle_timeout, max_lifetime, section) {
         if life < idle {
@@ -207,6 +224,8 @@ pub(super) fn workspace_at(
         cpus: cpus?,
         memory: memory?,
         idle_timeout: idle_timeout?,
+        pause_after: pause_after?,
+        max_paused: max_paused?,
         max_lifetime: max_lifetime?,
         start_timeout: start_timeout?,
         address: address?,

@@ -54,6 +54,7 @@ pub fn state_of(phase: Phase) -> &'static str {
         Phase::Stopped => "stopped",
         Phase::Starting(_) => "starting",
         Phase::Ready(_) => "running",
+        Phase::Paused(_) => "paused",
         Phase::Draining(_) => "draining",
         Phase::Retiring => "stopping",
         Phase::Failed(_) => "failed",
@@ -74,7 +75,7 @@ impl Registry {
         };
         match entry.phase() {
             Phase::Starting(_) => Err(busy()),
-            Phase::Ready(_) => {
+            Phase::Ready(_) | Phase::Paused(_) => {
                 self.retire_in_background(entry, Retire::Admin);
                 Ok(())
             }
@@ -89,7 +90,7 @@ impl Registry {
         let mut removed = Removed::default();
         match entry.phase() {
             Phase::Starting(_) | Phase::Retiring => return Err(busy()),
-            Phase::Ready(_) => {
+            Phase::Ready(_) | Phase::Paused(_) => {
                 self.retire(&entry, Retire::Remove).await?;
                 removed.container = entry.container_id().is_none();
             }
@@ -122,7 +123,7 @@ impl Registry {
             return Ok(false);
         };
         match entry.phase() {
-            Phase::Ready(_) => {
+            Phase::Ready(_) | Phase::Paused(_) => {
                 let chosen = self.chosen_profile(&entry).await;
                 if chosen.name == self.profile_of(&entry).name {
                     return Ok(false);
@@ -150,7 +151,7 @@ impl Registry {
                 },
                 |e| e.phase(),
             );
-            let running = matches!(phase, Phase::Ready(_) | Phase::Draining(_));
+            let running = matches!(phase, Phase::Ready(_) | Phase::Paused(_) | Phase::Draining(_));
             let row = Overview {
                 workspace: info.slug.to_string(),
                 owner: info.owner.to_string(),

@@ -31,6 +31,9 @@ pub enum Retire {
     Quota,
     /// Another profile was chosen: stop (the next start recreates it).
     Profile,
+    /// Paused, and past `max_paused` or in the way of a start under
+    /// `max_running`: stop, keep container and volume.
+    Evicted,
 }
 
 impl Retire {
@@ -44,6 +47,7 @@ impl Retire {
             Retire::Remove => ("removed", "admin"),
             Retire::Quota => ("stopped", "quota"),
             Retire::Profile => ("stopped", "profile"),
+            Retire::Evicted => ("culled", "evicted"),
         }
     }
 
@@ -51,7 +55,7 @@ impl Retire {
     /// on their own; the person who asked records their own request.
     fn actor(self) -> Option<Actor> {
         match self {
-            Retire::Idle | Retire::Lifetime => Some(Actor::Reaper),
+            Retire::Idle | Retire::Lifetime | Retire::Evicted => Some(Actor::Reaper),
             Retire::Quota => Some(Actor::Quota),
             Retire::Requested | Retire::Admin | Retire::Remove | Retire::Profile => None,
         }
@@ -66,6 +70,8 @@ impl Retire {
 struct Draining {
     _busy: Busy,
     addr: std::net::SocketAddr,
+    /// It was paused: thawed before the drain, so requests in flight finish.
+    paused: bool,
     started: Instant,
     /// When the drain began (milliseconds since the registry's epoch).
     drained_at: u64,
@@ -81,18 +87,21 @@ impl Registry {
         }
     }
 
-    /// Ready → Draining, at once (the route is withdrawn from the next
-    /// `/traefik`); `None` when it is not ready or busy.
+    /// Ready or Paused → Draining, at once (the route is withdrawn from the
+    /// next `/traefik`); `None` when it is neither, or busy.
     fn begin_retire(&self, entry: &Arc<Entry>) -> Option<Draining> {
         let busy = Busy::take(entry)?;
-        let Phase::Ready(addr) = entry.phase() else {
-            return None;
+        let (addr, paused) = match entry.phase() {
+            Phase::Ready(addr) => (addr, false),
+            Phase::Paused(addr) => (addr, true),
+            _ => return None,
         };
         self.set_phase(entry, Phase::Draining(addr));
         self.update_running_gauge();
         Some(Draining {
             _busy: busy,
             addr,
+            paused,
             started: Instant::now(),
             drained_at: self.now_ms(),
         })
@@ -102,10 +111,19 @@ impl Registry {
     async fn finish_retire(&self, entry: &Arc<Entry>, why: Retire, draining: Draining) -> Result<(), RuntimeError> {
         let Draining {
             addr,
+            paused,
             started,
             drained_at,
             ..
         } = draining;
+        if paused {
+            // Frozen, it would finish nothing and heed no stop signal.
+            if let Some(id) = entry.container_id() {
+                if let Err(e) = self.runtime.unpause(&id).await {
+                    tracing::warn!(workspace = %entry.slug, error = %e, "thawing before the stop failed");
+                }
+            }
+        }
         tokio::select! {
             () = tokio::time::sleep(self.config.drain_grace) => {}
             () = self.stop.cancelled() => {}

@@ -60,7 +60,7 @@ impl Registry {
         if !caller.may_use(&owner) {
             return Err(RuntimeError::NotOwner);
         }
-        if *caller.sub == **owner && !matches!(entry.phase(), Phase::Ready(_)) {
+        if *caller.sub == **owner && !entry.phase().is_up() {
             self.check_quota(caller, &entry).await?;
         }
         if *caller.slug == *slug && *caller.sub == **owner {
@@ -75,14 +75,14 @@ impl Registry {
         let mut phases = entry.subscribe();
         loop {
             self.launch(&entry, owner.clone(), Mode::Wake);
-            let settled = phases.wait_for(|p| !matches!(p, Phase::Starting(_) | Phase::Retiring));
+            let settled = phases.wait_for(|p| !matches!(p, Phase::Starting(_) | Phase::Retiring | Phase::Paused(_)));
             match tokio::time::timeout_at(deadline, settled).await {
                 Ok(Ok(phase)) => match *phase {
                     Phase::Ready(addr) | Phase::Draining(addr) => return Ok(addr),
                     Phase::Failed(FailReason::Capacity) => return Err(RuntimeError::AtCapacity("", RETRY_AFTER)),
                     Phase::Failed(reason) => return Err(RuntimeError::StartFailed(reason)),
                     // Retired while we waited: wake it again.
-                    Phase::Stopped | Phase::Starting(_) | Phase::Retiring => continue,
+                    Phase::Stopped | Phase::Starting(_) | Phase::Retiring | Phase::Paused(_) => continue,
                 },
                 Ok(Err(_)) => return Err(RuntimeError::ShuttingDown),
                 Err(_) => {
@@ -107,7 +107,7 @@ impl Registry {
     /// it to answer, and never creates, starts or recreates anything.
     pub fn adopt(self: &Arc<Self>, entry: &Arc<Entry>, owner: Arc<String>) {
         self.learn_owner(entry, owner.clone());
-        if !matches!(entry.phase(), Phase::Ready(_)) {
+        if !entry.phase().is_up() {
             self.record_later(
                 Event::new(Actor::System, "adopted")
                     .workspace(&entry.slug)
@@ -122,6 +122,7 @@ impl Registry {
     fn launch(self: &Arc<Self>, entry: &Arc<Entry>, owner: Arc<String>, mode: Mode) {
         match entry.phase() {
             Phase::Ready(_) => return,
+            Phase::Paused(_) => return self.resume(entry),
             // A failure stands for its back-off: no storm of doomed starts.
             Phase::Failed(reason)
                 if self.now_ms().saturating_sub(entry.failed_at.load(Ordering::Relaxed))
@@ -150,11 +151,12 @@ impl Registry {
     }
 
     /// One spawn: admission, then the runtime's ensure, then the phase.
-    async fn spawn(&self, entry: &Arc<Entry>, owner: Arc<String>, mode: Mode) {
+    async fn spawn(self: &Arc<Self>, entry: &Arc<Entry>, owner: Arc<String>, mode: Mode) {
         let started = Instant::now();
         let choice = if mode == Mode::Adopt {
             match self.runtime.inspect(&entry.slug).await {
-                Ok(Some(info)) if info.state == ContainerState::Running => {
+                // A paused one is thawed by the runtime's ensure.
+                Ok(Some(info)) if matches!(info.state, ContainerState::Running | ContainerState::Paused) => {
                     self.profiles.resolve(info.profile.as_deref()).clone()
                 }
                 _ => {
@@ -223,7 +225,12 @@ impl Registry {
     /// Admission of a start: a local permit (queued up to `start_timeout`),
     /// a fleet-wide slot, and room under `max_running`; `None` (the entry
     /// failed with `Capacity`) when there is none.
-    async fn admit(&self, entry: &Arc<Entry>, owner: &str, started: Instant) -> Option<OwnedSemaphorePermit> {
+    async fn admit(
+        self: &Arc<Self>,
+        entry: &Arc<Entry>,
+        owner: &str,
+        started: Instant,
+    ) -> Option<OwnedSemaphorePermit> {
         let permit = tokio::time::timeout(self.config.start_timeout, self.spawn_permits.clone().acquire_owned()).await;
         let Ok(Ok(permit)) = permit else {
             self.metrics.admission_refused("max_concurrent_spawns");
@@ -236,13 +243,12 @@ impl Registry {
             self.fail(entry, owner, started, RuntimeError::AtCapacity("starting", RETRY_AFTER));
             return None;
         };
-        // Every replica sees every running container (engine events).
-        let running = self
-            .all()
-            .iter()
-            .filter(|e| matches!(e.phase(), Phase::Ready(_)))
-            .count();
+        // Every replica sees every running container (engine events);
+        // paused ones hold their memory, so they count.
+        let running = self.all().iter().filter(|e| e.phase().is_up()).count();
         if running + spawning >= self.config.max_running as usize {
+            // The longest-paused one makes room: the retry finds it.
+            self.evict_oldest_paused();
             self.release_spawn_slot(entry).await;
             self.metrics.admission_refused("max_running");
             self.fail(entry, owner, started, RuntimeError::AtCapacity("running", RETRY_AFTER));

@@ -17,6 +17,7 @@ use crate::workspace::runtime::{FailReason, RuntimeError};
 use crate::workspace::{events, reaper, Gate};
 
 mod fleet;
+mod pause;
 
 const ADDR: &str = "127.0.0.1:9";
 

@@ -20,7 +20,7 @@ const POLL_MAX: Duration = Duration::from_millis(200);
 const FAILURE_LOG_LINES: usize = 20;
 
 impl SwarmRuntime {
-    /// The service's tasks, newest first.
+    /// The service's tasks, the one it wants running first ([`newest_first`]).
     pub(super) async fn tasks(&self, service: &str) -> Result<Vec<Task>, RuntimeError> {
         let docker = self.docker.client().await?;
         let options = ListTasksOptions {
@@ -32,7 +32,7 @@ impl SwarmRuntime {
             Err(e) if status_of(&e) == Some(404) => return Ok(Vec::new()),
             Err(e) => return Err(engine(e)),
         };
-        tasks.sort_by_key(|t| std::cmp::Reverse(t.version.as_ref().and_then(|v| v.index).unwrap_or(0)));
+        newest_first(&mut tasks);
         Ok(tasks)
     }
 
@@ -57,11 +57,14 @@ impl SwarmRuntime {
 
     /// Waits until the service's task runs, is healthy and answers at the
     /// service's address on `network`; fails fast when the task ends.
+    /// Tasks named in `earlier` (there before this start, ending or ended)
+    /// are not this start's: until the new one is listed, nothing is.
     pub(super) async fn wait_ready(
         &self,
         id: &str,
         spec: &WorkspaceSpec,
         network: &str,
+        earlier: &[String],
     ) -> Result<(SocketAddr, u64), RuntimeError> {
         let timeout = spec.config.start_timeout;
         let deadline = Instant::now() + timeout;
@@ -69,7 +72,10 @@ impl SwarmRuntime {
         loop {
             let s = self.service(id).await?.ok_or(RuntimeError::NoSuchWorkspace)?;
             let tasks = self.tasks(id).await?;
-            if let Some(task) = tasks.first() {
+            let ours = tasks
+                .iter()
+                .find(|t| t.id.as_ref().is_none_or(|task| !earlier.contains(task)));
+            if let Some(task) = ours {
                 match task_state(task) {
                     TaskState::FAILED | TaskState::REJECTED | TaskState::COMPLETE | TaskState::SHUTDOWN => {
                         return Err(self.ended(id, task).await);
@@ -190,9 +196,41 @@ fn task_ip(services: &HashMap<String, serde_json::Value>, service: &str, task_id
     task.get("EndpointIP")?.as_str()?.parse().ok()
 }
 
+/// Orders tasks the service wants running first, each group newest (by
+/// version) first. A task scaled away (desired state shutdown) keeps
+/// changing as it winds down, so its version can pass that of the task
+/// just made to replace it: by version alone, a wake read the old task's
+/// end as the new one's.
+fn newest_first(tasks: &mut [Task]) {
+    tasks.sort_by_key(|t| {
+        std::cmp::Reverse((
+            t.desired_state == Some(TaskState::RUNNING),
+            t.version.as_ref().and_then(|v| v.index).unwrap_or(0),
+        ))
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_task_wanted_running_comes_before_one_winding_down() {
+        let task = |id: &str, desired: TaskState, index: u64| Task {
+            id: Some(id.into()),
+            desired_state: Some(desired),
+            version: Some(bollard::models::ObjectVersion { index: Some(index) }),
+            ..Default::default()
+        };
+        let mut tasks = vec![
+            task("old", TaskState::SHUTDOWN, 40),
+            task("new", TaskState::RUNNING, 38),
+            task("older", TaskState::SHUTDOWN, 12),
+        ];
+        newest_first(&mut tasks);
+        let order: Vec<_> = tasks.iter().map(|t| t.id.as_deref().unwrap()).collect();
+        assert_eq!(order, ["new", "old", "older"]);
+    }
 
     #[test]
     fn a_task_is_found_by_its_id_in_the_networks_view() {
