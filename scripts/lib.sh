@@ -118,12 +118,15 @@ TOML
   wait_http "http://$ROOST_ADDR/readyz" 20 || die "roost not ready: $(cat "$work/$name.log")"
 }
 
-# bench_cleanup RUN: kills $pids and removes the containers and volumes labelled roost-bench.run=RUN.
+# bench_cleanup RUN: kills $pids and removes the containers, volumes and
+# networks labelled roost-bench.run=RUN (roost labels the workspace network
+# it creates with the workspace labels).
 bench_cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   docker ps -aq --filter "label=roost-bench.run=$1" | xargs -r docker rm -f >/dev/null 2>&1 || true
   docker volume ls -q --filter "label=roost-bench.run=$1" | xargs -r docker volume rm -f >/dev/null 2>&1 || true
+  docker network ls -q --filter "label=roost-bench.run=$1" | xargs -r docker network rm >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 
