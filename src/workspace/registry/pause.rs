@@ -115,19 +115,22 @@ impl Registry {
         result
     }
 
-    /// Keeps at most `max_paused` paused: the longest paused are stopped.
-    pub(in crate::workspace) fn evict_paused(self: &Arc<Self>) {
+    /// Paused workspaces no spawn or retirement holds, the longest paused
+    /// first: the order they are stopped in to make room.
+    fn paused_longest_first(&self) -> Vec<Arc<Entry>> {
         let mut paused: Vec<_> = self
             .all()
             .into_iter()
             .filter(|e| matches!(e.phase(), Phase::Paused(_)) && !e.is_busy())
             .collect();
-        let max = self.config.max_paused as usize;
-        if paused.len() <= max {
-            return;
-        }
         paused.sort_by_key(|e| self.paused_since(e));
-        let over = paused.len() - max;
+        paused
+    }
+
+    /// Keeps at most `max_paused` paused: the longest paused are stopped.
+    pub(in crate::workspace) fn evict_paused(self: &Arc<Self>) {
+        let paused = self.paused_longest_first();
+        let over = paused.len().saturating_sub(self.config.max_paused as usize);
         for entry in paused.into_iter().take(over) {
             self.retire_in_background(entry, Retire::Evicted);
         }
@@ -135,19 +138,9 @@ impl Registry {
 
     /// The longest-paused workspace, stopped to make room for a start
     /// (`max_running` counts paused workspaces: they hold their memory).
-    /// Returns whether one was.
-    pub(super) fn evict_oldest_paused(self: &Arc<Self>) -> bool {
-        let oldest = self
-            .all()
-            .into_iter()
-            .filter(|e| matches!(e.phase(), Phase::Paused(_)) && !e.is_busy())
-            .min_by_key(|e| self.paused_since(e));
-        match oldest {
-            Some(entry) => {
-                self.retire_in_background(entry, Retire::Evicted);
-                true
-            }
-            None => false,
+    pub(super) fn evict_oldest_paused(self: &Arc<Self>) {
+        if let Some(entry) = self.paused_longest_first().into_iter().next() {
+            self.retire_in_background(entry, Retire::Evicted);
         }
     }
 
