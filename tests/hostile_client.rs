@@ -193,7 +193,7 @@ async fn bare_traefik(provider: &str) -> Option<Traefik> {
          providers:\n  http:\n    endpoint: \"{provider}/traefik\"\n    pollInterval: \"500ms\"\n\
          \x20 providersThrottleDuration: \"100ms\"\napi:\n  insecure: true\n"
     );
-    Some(Traefik::run(&bin, &config, web, api).await)
+    Some(Traefik::run_movable(&bin, &config, web, api).await)
 }
 
 /// The spellings a client tries, each claiming to be the admin.
